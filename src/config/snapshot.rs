@@ -1,0 +1,278 @@
+//! The validated config: addresses parsed, names resolved to indices, defaults applied.
+//! A snapshot is immutable; reload builds a new one and swaps it in.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::model::{AccessLog, RawConfig};
+use super::{ConfigError, HostCheckMode, IoDriver, RelayMode, Workers};
+
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Where this config came from (file path or `<demo>`).
+    pub source: String,
+    pub workers: Workers,
+    pub io_driver: IoDriver,
+    pub ring_entries: u32,
+    pub drain_timeout: Duration,
+    pub host_check: HostCheckMode,
+    pub pipe_size: usize,
+    pub limits: LimitsSpec,
+    pub access_log: AccessLog,
+    pub listeners: Vec<ListenerSpec>,
+    pub upstreams: Vec<UpstreamSpec>,
+    pub routes: Vec<RouteSpec>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LimitsSpec {
+    pub max_head_bytes: usize,
+    pub max_uri_bytes: usize,
+    pub max_headers: usize,
+    pub max_body_bytes: u64,
+    pub max_response_head_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerSpec {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub backlog: u32,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSpec {
+    pub name: String,
+    pub servers: Vec<SocketAddr>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_idle: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub name: String,
+    /// Lower-cased host to match, without port.
+    pub host: Option<String>,
+    pub path_prefix: String,
+    /// Upper-case method names; `None` allows every method.
+    pub methods: Option<Vec<String>>,
+    /// Index into [`Snapshot::upstreams`].
+    pub upstream: usize,
+    pub strip_prefix: bool,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub relay: RelayMode,
+}
+
+impl Snapshot {
+    pub fn from_raw(raw: RawConfig, file: &str) -> Result<Snapshot, ConfigError> {
+        let err = |key: String, message: String| ConfigError {
+            file: file.to_string(),
+            key,
+            line: None,
+            message,
+        };
+        if raw.listeners.is_empty() {
+            return Err(err("listeners".into(), "expected at least one [[listeners]] table".into()));
+        }
+        if !(8..=32768).contains(&raw.ring_entries) {
+            return Err(err(
+                "ring_entries".into(),
+                format!("expected 8..=32768, got {}", raw.ring_entries),
+            ));
+        }
+        let listeners = raw
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let addr = parse_addr(&l.address)
+                    .map_err(|m| err(format!("listeners[{i}].address"), m))?;
+                if l.max_connections == 0 {
+                    return Err(err(
+                        format!("listeners[{i}].max_connections"),
+                        "expected a positive number".into(),
+                    ));
+                }
+                Ok(ListenerSpec {
+                    name: l.name.clone().unwrap_or_else(|| format!("listener{i}")),
+                    addr,
+                    backlog: l.backlog,
+                    max_connections: l.max_connections,
+                    header_timeout: l.header_timeout.0,
+                    keepalive_timeout: l.keepalive_timeout.0,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut upstreams = Vec::with_capacity(raw.upstreams.len());
+        for (i, u) in raw.upstreams.iter().enumerate() {
+            if upstreams.iter().any(|x: &UpstreamSpec| x.name == u.name) {
+                return Err(err(
+                    format!("upstreams[{i}].name"),
+                    format!("upstream name {:?} is used twice; expected unique names", u.name),
+                ));
+            }
+            if u.servers.is_empty() {
+                return Err(err(
+                    format!("upstreams[{i}].servers"),
+                    "expected at least one server address".into(),
+                ));
+            }
+            let servers = u
+                .servers
+                .iter()
+                .enumerate()
+                .map(|(j, s)| parse_addr(s).map_err(|m| err(format!("upstreams[{i}].servers[{j}]"), m)))
+                .collect::<Result<Vec<_>, _>>()?;
+            upstreams.push(UpstreamSpec {
+                name: u.name.clone(),
+                servers,
+                connect_timeout: u.connect_timeout.0,
+                response_timeout: u.response_timeout.0,
+                idle_timeout: u.idle_timeout.0,
+                max_idle: u.max_idle,
+            });
+        }
+
+        let mut routes = Vec::with_capacity(raw.routes.len());
+        for (i, r) in raw.routes.iter().enumerate() {
+            let upstream = upstreams
+                .iter()
+                .position(|u| u.name == r.upstream)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+                    err(
+                        format!("routes[{i}].upstream"),
+                        format!(
+                            "no upstream named {:?}; expected one of: {}",
+                            r.upstream,
+                            if known.is_empty() { "(none defined)".to_string() } else { known.join(", ") }
+                        ),
+                    )
+                })?;
+            if !r.path_prefix.starts_with('/') {
+                return Err(err(
+                    format!("routes[{i}].path_prefix"),
+                    format!("expected a path starting with '/', got {:?}", r.path_prefix),
+                ));
+            }
+            let methods = match &r.methods {
+                None => None,
+                Some(m) => {
+                    for (j, name) in m.iter().enumerate() {
+                        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphabetic()) {
+                            return Err(err(
+                                format!("routes[{i}].methods[{j}]"),
+                                format!("expected an HTTP method name such as \"GET\", got {name:?}"),
+                            ));
+                        }
+                    }
+                    Some(m.iter().map(|s| s.to_ascii_uppercase()).collect())
+                }
+            };
+            let u = &upstreams[upstream];
+            routes.push(RouteSpec {
+                name: r.name.clone().unwrap_or_else(|| format!("route{i}")),
+                host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+                path_prefix: r.path_prefix.clone(),
+                methods,
+                upstream,
+                strip_prefix: r.strip_prefix,
+                connect_timeout: r.connect_timeout.map_or(u.connect_timeout, |d| d.0),
+                response_timeout: r.response_timeout.map_or(u.response_timeout, |d| d.0),
+                relay: r.relay,
+            });
+        }
+
+        let l = &raw.limits;
+        let limits = LimitsSpec {
+            max_head_bytes: l.max_head_bytes.0 as usize,
+            max_uri_bytes: l.max_uri_bytes.0 as usize,
+            max_headers: l.max_headers,
+            max_body_bytes: l.max_body_bytes.0,
+            max_response_head_bytes: l.max_response_head_bytes.0 as usize,
+        };
+        if limits.max_head_bytes < 1024 || limits.max_head_bytes > 1 << 20 {
+            return Err(err(
+                "limits.max_head_bytes".into(),
+                "expected between 1KiB and 1MiB".into(),
+            ));
+        }
+        if limits.max_response_head_bytes < 1024 || limits.max_response_head_bytes > 1 << 20 {
+            return Err(err(
+                "limits.max_response_head_bytes".into(),
+                "expected between 1KiB and 1MiB".into(),
+            ));
+        }
+        if limits.max_headers == 0 || limits.max_headers > 1000 {
+            return Err(err("limits.max_headers".into(), "expected 1..=1000".into()));
+        }
+        Ok(Snapshot {
+            source: file.to_string(),
+            workers: raw.workers,
+            io_driver: raw.io_driver,
+            ring_entries: raw.ring_entries,
+            drain_timeout: raw.drain_timeout.0,
+            host_check: raw.host_check,
+            pipe_size: raw.pipe_size.0 as usize,
+            limits,
+            access_log: raw.access_log,
+            listeners,
+            upstreams,
+            routes,
+        })
+    }
+
+    /// Worker count once `auto` is resolved against the CPUs this process may run on.
+    pub fn worker_count(&self, allowed_cpus: usize) -> usize {
+        match self.workers {
+            Workers::Auto => allowed_cpus.max(1),
+            Workers::Count(n) => n,
+        }
+    }
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!("expected an IP address with port such as \"127.0.0.1:8080\" or \"[::1]:8080\", got {s:?}")
+    })
+}
+
+/// Shared holder of the current snapshot. Workers keep their own `Arc` and only look here when
+/// the generation counter moved, so the request path reads one relaxed atomic, never the lock.
+#[derive(Debug)]
+pub struct SnapshotHandle {
+    current: Mutex<Arc<Snapshot>>,
+    generation: AtomicU64,
+}
+
+impl SnapshotHandle {
+    pub fn new(s: Snapshot) -> Arc<Self> {
+        Arc::new(SnapshotHandle {
+            current: Mutex::new(Arc::new(s)),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Installs a new snapshot; connections accepted afterwards use it.
+    pub fn swap(&self, s: Snapshot) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,2 @@
+//! ringway: a thread-per-core HTTP/1.1 API gateway on io_uring.
+pub mod config;
