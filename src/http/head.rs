@@ -1,0 +1,583 @@
+//! Request and response heads. Parsing stores offsets into the connection's read buffer instead
+//! of copying, and reuses the header vector, so a parsed head costs no allocation once warm.
+
+use std::mem::MaybeUninit;
+
+use super::{BodyKind, HeadError};
+
+/// Most header fields a head may carry; `limits.max_headers` is capped to this.
+pub const MAX_HEADERS: usize = 256;
+
+/// A byte range inside the buffer the head was parsed from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    fn of(buf: &[u8], part: &[u8]) -> Span {
+        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+        Span {
+            start: start as u32,
+            end: (start + part.len()) as u32,
+        }
+    }
+
+    #[inline]
+    pub fn get<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.start as usize..self.end as usize]
+    }
+}
+
+/// One header field; `hop` marks fields that must not be forwarded as they are.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeaderRef {
+    pub name: Span,
+    pub value: Span,
+    pub hop: bool,
+}
+
+/// Connection-level facts both heads share.
+#[derive(Debug, Clone, Copy, Default)]
+struct ConnTokens {
+    close: bool,
+    keep_alive: bool,
+    upgrade: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct RequestHead {
+    pub head_len: usize,
+    pub method: Span,
+    pub target: Span,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+    pub headers: Vec<HeaderRef>,
+    pub host: Option<Span>,
+    pub body: BodyKind,
+    /// The client wants the connection kept after this exchange.
+    pub keep_alive: bool,
+    /// `Connection: upgrade` with an `Upgrade` header (WebSocket handshake).
+    pub upgrade: Option<Span>,
+    pub expect_continue: bool,
+    /// Index of the last `X-Forwarded-For` / `Via` field, which ringway appends to.
+    pub forwarded_for: Option<usize>,
+    pub via: Option<usize>,
+}
+
+impl RequestHead {
+    pub fn method<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        self.method.get(buf)
+    }
+
+    pub fn is_head(&self, buf: &[u8]) -> bool {
+        self.method.get(buf) == b"HEAD"
+    }
+
+    /// Methods a retry may repeat (RFC 9110 §9.2.2).
+    pub fn is_idempotent(&self, buf: &[u8]) -> bool {
+        matches!(
+            self.method.get(buf),
+            b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+        )
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ResponseHead {
+    pub head_len: usize,
+    pub status: u16,
+    pub minor: u8,
+    pub reason: Span,
+    pub headers: Vec<HeaderRef>,
+    pub body: BodyKind,
+    /// The upstream will keep the connection open after this response.
+    pub keep_alive: bool,
+    pub via: Option<usize>,
+}
+
+/// Limits applied while parsing a request head.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    pub max_head: usize,
+    pub max_uri: usize,
+    pub max_headers: usize,
+}
+
+type Slots<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+
+fn slots<'b>() -> Slots<'b> {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+}
+
+/// Parses a request head from the start of `buf`. `Ok(false)` means more bytes are needed.
+pub fn parse_request(
+    buf: &[u8],
+    limits: &HeadLimits,
+    head: &mut RequestHead,
+) -> Result<bool, HeadError> {
+    let mut slots = slots();
+    let mut req = httparse::Request::new(&mut []);
+    let n = limits.max_headers.min(MAX_HEADERS);
+    let status = req.parse_with_uninit_headers(buf, &mut slots[..n]);
+    let len = match status {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return partial_request(buf, limits),
+        Err(e) => return Err(request_error(e, buf)),
+    };
+    if len > limits.max_head {
+        return Err(HeadError::TooLarge);
+    }
+    check_line_endings(&buf[..len]).map_err(HeadError::Bad)?;
+    let target = req.path.unwrap_or("");
+    if target.len() > limits.max_uri {
+        return Err(HeadError::UriTooLong);
+    }
+    if !(target.starts_with('/') || (target == "*" && req.method == Some("OPTIONS"))) {
+        return Err(HeadError::Bad("request target must be origin-form"));
+    }
+    head.head_len = len;
+    head.method = Span::of(buf, req.method.unwrap_or("").as_bytes());
+    head.target = Span::of(buf, target.as_bytes());
+    head.minor = req.version.unwrap_or(1);
+    classify_request(buf, req.headers, head)
+}
+
+/// A partial head is fine unless it is already over a limit.
+fn partial_request(buf: &[u8], limits: &HeadLimits) -> Result<bool, HeadError> {
+    let line_end = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
+    if line_end > limits.max_uri + 64 && memchr::memchr(b' ', &buf[..line_end.min(64)]).is_some() {
+        return Err(HeadError::UriTooLong);
+    }
+    if buf.len() >= limits.max_head {
+        return Err(HeadError::TooLarge);
+    }
+    Ok(false)
+}
+
+fn request_error(e: httparse::Error, buf: &[u8]) -> HeadError {
+    match e {
+        httparse::Error::TooManyHeaders => HeadError::TooManyHeaders,
+        httparse::Error::Version if looks_like_other_version(buf) => HeadError::Version,
+        httparse::Error::Version => HeadError::Bad("malformed HTTP version"),
+        httparse::Error::HeaderName => HeadError::Bad("invalid header name"),
+        httparse::Error::HeaderValue => HeadError::Bad("invalid header value"),
+        httparse::Error::NewLine => HeadError::Bad("invalid line ending"),
+        httparse::Error::Token => HeadError::Bad("invalid method or request target"),
+        _ => HeadError::Bad("malformed request head"),
+    }
+}
+
+/// `HTTP/d.d` that is not 1.0/1.1 earns 505 rather than 400.
+fn looks_like_other_version(buf: &[u8]) -> bool {
+    let line = &buf[..memchr::memchr(b'\r', buf).unwrap_or(buf.len())];
+    let v = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+    v.len() == 8 && v.starts_with(b"HTTP/") && v[5].is_ascii_digit() && v[6] == b'.' && v[7].is_ascii_digit()
+}
+
+/// httparse accepts a bare LF as a line ending; RFC 9112 §2.2 lets us, and smuggling defence
+/// requires us, to reject bare LF and bare CR in the head.
+fn check_line_endings(head: &[u8]) -> Result<(), &'static str> {
+    for i in memchr::memchr_iter(b'\n', head) {
+        if i == 0 || head[i - 1] != b'\r' {
+            return Err("bare LF in head");
+        }
+    }
+    for i in memchr::memchr_iter(b'\r', head) {
+        if head.get(i + 1) != Some(&b'\n') {
+            return Err("bare CR in head");
+        }
+    }
+    Ok(())
+}
+
+#[inline]
+fn eq(a: &[u8], b: &str) -> bool {
+    a.eq_ignore_ascii_case(b.as_bytes())
+}
+
+/// Framing facts gathered from the header fields of either head.
+#[derive(Default)]
+struct Framing {
+    length: Option<u64>,
+    te: bool,
+    chunked_last: bool,
+    conn: ConnTokens,
+}
+
+impl Framing {
+    fn content_length(&mut self, v: &[u8]) -> Result<(), &'static str> {
+        let n = parse_length(v).ok_or("malformed Content-Length")?;
+        match self.length {
+            Some(old) if old != n => Err("differing Content-Length values"),
+            _ => {
+                self.length = Some(n);
+                Ok(())
+            }
+        }
+    }
+
+    /// Codings accumulate across fields; only the final one decides framing.
+    fn transfer_encoding(&mut self, v: &[u8]) -> Result<(), &'static str> {
+        for coding in v.split(|&b| b == b',') {
+            let c = trim(coding);
+            if c.is_empty() {
+                continue;
+            }
+            if self.chunked_last {
+                return Err("chunked is not the final transfer coding");
+            }
+            self.chunked_last = eq(c, "chunked");
+        }
+        self.te = true;
+        Ok(())
+    }
+}
+
+fn classify_request(
+    buf: &[u8],
+    fields: &[httparse::Header<'_>],
+    head: &mut RequestHead,
+) -> Result<bool, HeadError> {
+    let mut f = Framing::default();
+    head.headers.clear();
+    head.host = None;
+    head.upgrade = None;
+    head.expect_continue = false;
+    head.forwarded_for = None;
+    head.via = None;
+    let mut upgrade_field = None;
+    for (i, h) in fields.iter().enumerate() {
+        let (name, value) = (h.name.as_bytes(), trim(h.value));
+        let mut hop = false;
+        match name.len() {
+            4 if eq(name, "host") => {
+                if head.host.is_some() {
+                    return Err(HeadError::Bad("duplicate Host header"));
+                }
+                head.host = Some(Span::of(buf, value));
+            }
+            14 if eq(name, "content-length") => {
+                f.content_length(value).map_err(HeadError::Bad)?;
+                hop = true;
+            }
+            17 if eq(name, "transfer-encoding") => {
+                f.transfer_encoding(value).map_err(HeadError::Bad)?;
+                hop = true;
+            }
+            10 if eq(name, "connection") => {
+                connection_tokens(value, &mut f.conn);
+                hop = true;
+            }
+            7 if eq(name, "upgrade") => {
+                upgrade_field = Some(Span::of(buf, value));
+                hop = true;
+            }
+            6 if eq(name, "expect") => {
+                if !eq(value, "100-continue") {
+                    return Err(HeadError::Expectation);
+                }
+                head.expect_continue = true;
+                hop = true;
+            }
+            15 if eq(name, "x-forwarded-for") => head.forwarded_for = Some(i),
+            17 if eq(name, "x-forwarded-proto") => hop = true,
+            3 if eq(name, "via") => head.via = Some(i),
+            _ => hop = is_hop_by_hop(name),
+        }
+        head.headers.push(HeaderRef {
+            name: Span::of(buf, name),
+            value: Span::of(buf, value),
+            hop,
+        });
+    }
+    if f.te && head.minor == 0 {
+        return Err(HeadError::Bad("Transfer-Encoding in an HTTP/1.0 request"));
+    }
+    if f.te && f.length.is_some() {
+        return Err(HeadError::Bad("both Content-Length and Transfer-Encoding"));
+    }
+    if f.te && !f.chunked_last {
+        return Err(HeadError::Bad("final transfer coding is not chunked"));
+    }
+    if head.minor == 1 && head.host.is_none() {
+        return Err(HeadError::Bad("missing Host header"));
+    }
+    if let Some(h) = head.host {
+        if !valid_host(h.get(buf)) {
+            return Err(HeadError::Bad("invalid Host header"));
+        }
+    }
+    head.body = if f.te {
+        BodyKind::Chunked
+    } else {
+        match f.length {
+            Some(0) | None => BodyKind::None,
+            Some(n) => BodyKind::Length(n),
+        }
+    };
+    head.keep_alive = if head.minor == 1 { !f.conn.close } else { f.conn.keep_alive && !f.conn.close };
+    if f.conn.upgrade {
+        head.upgrade = upgrade_field;
+    }
+    mark_connection_listed(buf, &mut head.headers);
+    Ok(true)
+}
+
+/// Parses an upstream response head. `Ok(false)` means more bytes are needed; errors become 502.
+pub fn parse_response(
+    buf: &[u8],
+    max_head: usize,
+    request_was_head: bool,
+    head: &mut ResponseHead,
+) -> Result<bool, &'static str> {
+    let mut slots = slots();
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp, buf, &mut slots,
+    ) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err("response head too large"),
+        Ok(httparse::Status::Partial) => return Ok(false),
+        Err(httparse::Error::TooManyHeaders) => return Err("too many response header fields"),
+        Err(_) => return Err("malformed response head"),
+    };
+    if len > max_head {
+        return Err("response head too large");
+    }
+    check_line_endings(&buf[..len])?;
+    head.head_len = len;
+    head.status = resp.code.unwrap_or(0);
+    head.minor = resp.version.unwrap_or(1);
+    head.reason = Span::of(buf, resp.reason.unwrap_or("").as_bytes());
+    if !(100..=599).contains(&head.status) {
+        return Err("invalid response status");
+    }
+    classify_response(buf, resp.headers, request_was_head, head)?;
+    Ok(true)
+}
+
+fn classify_response(
+    buf: &[u8],
+    fields: &[httparse::Header<'_>],
+    request_was_head: bool,
+    head: &mut ResponseHead,
+) -> Result<(), &'static str> {
+    let mut f = Framing::default();
+    head.headers.clear();
+    head.via = None;
+    for (i, h) in fields.iter().enumerate() {
+        let (name, value) = (h.name.as_bytes(), trim(h.value));
+        let mut hop = false;
+        match name.len() {
+            14 if eq(name, "content-length") => {
+                f.content_length(value)?;
+                hop = true;
+            }
+            17 if eq(name, "transfer-encoding") => {
+                f.transfer_encoding(value)?;
+                hop = true;
+            }
+            10 if eq(name, "connection") => {
+                connection_tokens(value, &mut f.conn);
+                hop = true;
+            }
+            3 if eq(name, "via") => head.via = Some(i),
+            _ => hop = is_hop_by_hop(name),
+        }
+        head.headers.push(HeaderRef {
+            name: Span::of(buf, name),
+            value: Span::of(buf, value),
+            hop,
+        });
+    }
+    if f.te && f.length.is_some() {
+        return Err("response has both Content-Length and Transfer-Encoding");
+    }
+    if f.te && !f.chunked_last {
+        return Err("response transfer coding is not chunked");
+    }
+    let no_body = request_was_head || head.status < 200 || head.status == 204 || head.status == 304;
+    head.body = if no_body {
+        BodyKind::None
+    } else if f.te {
+        BodyKind::Chunked
+    } else {
+        match f.length {
+            Some(0) => BodyKind::None,
+            Some(n) => BodyKind::Length(n),
+            None => BodyKind::Close,
+        }
+    };
+    head.keep_alive = if head.minor == 1 { !f.conn.close } else { f.conn.keep_alive && !f.conn.close };
+    if head.body == BodyKind::Close {
+        head.keep_alive = false;
+    }
+    mark_connection_listed(buf, &mut head.headers);
+    Ok(())
+}
+
+/// RFC 9112 §6.3: Content-Length is 1*DIGIT; lists and signs are malformed here.
+fn parse_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(v.iter().fold(0u64, |n, d| n * 10 + (d - b'0') as u64))
+}
+
+fn connection_tokens(v: &[u8], t: &mut ConnTokens) {
+    for tok in v.split(|&b| b == b',') {
+        let tok = trim(tok);
+        if eq(tok, "close") {
+            t.close = true;
+        } else if eq(tok, "keep-alive") {
+            t.keep_alive = true;
+        } else if eq(tok, "upgrade") {
+            t.upgrade = true;
+        }
+    }
+}
+
+/// Fields named in `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
+fn mark_connection_listed(buf: &[u8], headers: &mut [HeaderRef]) {
+    let Some(conn) = headers.iter().find(|h| eq(h.name.get(buf), "connection")) else {
+        return;
+    };
+    let listed = conn.value.get(buf);
+    for tok in listed.split(|&b| b == b',').map(trim) {
+        if tok.is_empty() || eq(tok, "close") || eq(tok, "keep-alive") || eq(tok, "upgrade") {
+            continue;
+        }
+        for h in headers.iter_mut() {
+            if h.name.get(buf).eq_ignore_ascii_case(tok) {
+                h.hop = true;
+            }
+        }
+    }
+}
+
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    eq(name, "keep-alive")
+        || eq(name, "proxy-connection")
+        || eq(name, "te")
+        || eq(name, "trailer")
+}
+
+fn valid_host(h: &[u8]) -> bool {
+    h.iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~:[]!$&'()*+,;=%".contains(&b))
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let start = v.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: HeadLimits = HeadLimits {
+        max_head: 16384,
+        max_uri: 8192,
+        max_headers: 100,
+    };
+
+    fn req(raw: &str) -> Result<RequestHead, HeadError> {
+        let mut h = RequestHead::default();
+        parse_request(raw.as_bytes(), &L, &mut h).map(|done| {
+            assert!(done, "partial");
+            h
+        })
+    }
+
+    fn status(raw: &str) -> u16 {
+        req(raw).err().map_or(0, |e| e.status())
+    }
+
+    #[test]
+    fn simple_get() {
+        let raw = "GET /a?b HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n";
+        let h = req(raw).unwrap();
+        assert_eq!(h.method(raw.as_bytes()), b"GET");
+        assert_eq!(h.target.get(raw.as_bytes()), b"/a?b");
+        assert_eq!(h.body, BodyKind::None);
+        assert!(!h.keep_alive);
+        assert_eq!(h.forwarded_for, Some(2));
+        assert_eq!(h.head_len, raw.len());
+    }
+
+    #[test]
+    fn framing_rules() {
+        let h = req("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap();
+        assert_eq!(h.body, BodyKind::Chunked);
+        let h = req("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n").unwrap();
+        assert_eq!(h.body, BodyKind::Length(5));
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"), 400);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n"), 400);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n"), 400);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), 400);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n"), 400);
+        assert_eq!(status("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn syntax_rules() {
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nFoo: a\r\n b\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nFoo : a\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\nHost: x\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: x\rFoo: b\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nFoo: a\0b\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nFoo: a\x01b\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
+        assert_eq!(status("GET / HTTX/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n"), 417);
+        assert!(req("GET / HTTP/1.0\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn limits() {
+        let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
+        assert_eq!(status(&long), 414);
+        let many: String = (0..101).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(status(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")), 431);
+        let mut h = RequestHead::default();
+        let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}", "a".repeat(17000));
+        assert_eq!(parse_request(big.as_bytes(), &L, &mut h), Err(HeadError::TooLarge));
+        assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHo", &L, &mut h), Ok(false));
+    }
+
+    #[test]
+    fn hop_by_hop_marked() {
+        let raw = "GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nX-Ok: 2\r\n\r\n";
+        let h = req(raw).unwrap();
+        let hops: Vec<bool> = h.headers.iter().map(|x| x.hop).collect();
+        assert_eq!(hops, vec![false, true, true, true, false]);
+    }
+
+    fn resp(raw: &str, head_req: bool) -> Result<ResponseHead, &'static str> {
+        let mut h = ResponseHead::default();
+        parse_response(raw.as_bytes(), 8192, head_req, &mut h).map(|_| h)
+    }
+
+    #[test]
+    fn responses() {
+        let h = resp("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", false).unwrap();
+        assert_eq!((h.status, h.body, h.keep_alive), (200, BodyKind::Length(3), true));
+        let h = resp("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true).unwrap();
+        assert_eq!(h.body, BodyKind::None);
+        let h = resp("HTTP/1.1 200 OK\r\n\r\n", false).unwrap();
+        assert_eq!((h.body, h.keep_alive), (BodyKind::Close, false));
+        let h = resp("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", false).unwrap();
+        assert_eq!(h.body, BodyKind::None);
+        assert!(resp("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", false).is_err());
+        assert!(resp("HTTP/1.1 2000 OK\r\n\r\n", false).is_err());
+        assert!(resp("garbage\r\n\r\n", false).is_err());
+        assert!(resp("HTTP/1.1 200 OK\nContent-Length: 3\n\n", false).is_err());
+    }
+}
