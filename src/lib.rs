@@ -1,3 +1,26 @@
 //! ringway: a thread-per-core HTTP/1.1 API gateway on io_uring.
+//!
+//! A request crosses the modules in one direction:
+//!
+//! ```text
+//! server ── accepts on a per-core SO_REUSEPORT listener, one pinned monoio runtime per core
+//!   └► proxy::conn ── HTTP/1.1 connection loop over any `net::Stream` (TCP now, TLS later)
+//!        └► http ── strict head parsing and body framing (no routing, no sockets)
+//!        └► proxy::exchange ── route → upstream head → bodies → response; the four policy
+//!             phases (request headers, request body, response headers, response body) hook in here
+//!             └► upstream ── per-worker pools and connects
+//!             └► relay ── tunnels (WebSocket) and, next, splice relays
+//! ```
+//!
+//! Per-worker state (`proxy::WorkerState`: pools, buffers, counters, access log) is owned by its
+//! worker thread; the only shared state is the config snapshot behind `config::SnapshotHandle`,
+//! which a reload swaps.
+
+pub mod accesslog;
 pub mod config;
 pub mod http;
+pub mod net;
+pub mod proxy;
+pub mod relay;
+pub mod server;
+pub mod upstream;

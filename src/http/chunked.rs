@@ -17,7 +17,9 @@ pub enum ChunkedOutput {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading hex digits of a chunk size.
-    Size { digits: u8 },
+    Size {
+        digits: u8,
+    },
     /// After the size: optional whitespace and `;ext`, up to CR.
     Ext,
     /// Expecting LF after the size line's CR.
@@ -165,7 +167,12 @@ impl ChunkedDecoder {
         Ok(())
     }
 
-    fn after_size(&mut self, b: u8, _mode: ChunkedOutput, _out: &mut Vec<u8>) -> Result<(), &'static str> {
+    fn after_size(
+        &mut self,
+        b: u8,
+        _mode: ChunkedOutput,
+        _out: &mut Vec<u8>,
+    ) -> Result<(), &'static str> {
         self.state = match b {
             b'\r' => State::SizeLf,
             b';' | b' ' | b'\t' => State::Ext,
@@ -179,7 +186,10 @@ impl ChunkedDecoder {
             self.state = State::TrailerStart;
             return Ok(());
         }
-        self.total = self.total.checked_add(self.size).ok_or("chunked body too large")?;
+        self.total = self
+            .total
+            .checked_add(self.size)
+            .ok_or("chunked body too large")?;
         if mode == ChunkedOutput::Chunked {
             use std::io::Write;
             let _ = write!(out, "{:x}\r\n", self.size);
@@ -258,7 +268,11 @@ mod tests {
             b"0\r\n\n",
             b"5\r\r\n",
         ] {
-            assert!(run(bad, ChunkedOutput::Data).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                run(bad, ChunkedOutput::Data).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

@@ -95,6 +95,8 @@ pub struct ResponseHead {
     /// The upstream will keep the connection open after this response.
     pub keep_alive: bool,
     pub via: Option<usize>,
+    /// Content-Length as sent, kept for HEAD and 304 answers, which carry no body.
+    pub declared_length: Option<u64>,
 }
 
 /// Limits applied while parsing a request head.
@@ -173,7 +175,11 @@ fn request_error(e: httparse::Error, buf: &[u8]) -> HeadError {
 fn looks_like_other_version(buf: &[u8]) -> bool {
     let line = &buf[..memchr::memchr(b'\r', buf).unwrap_or(buf.len())];
     let v = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
-    v.len() == 8 && v.starts_with(b"HTTP/") && v[5].is_ascii_digit() && v[6] == b'.' && v[7].is_ascii_digit()
+    v.len() == 8
+        && v.starts_with(b"HTTP/")
+        && v[5].is_ascii_digit()
+        && v[6] == b'.'
+        && v[7].is_ascii_digit()
 }
 
 /// httparse accepts a bare LF as a line ending; RFC 9112 §2.2 lets us, and smuggling defence
@@ -317,7 +323,11 @@ fn classify_request(
             Some(n) => BodyKind::Length(n),
         }
     };
-    head.keep_alive = if head.minor == 1 { !f.conn.close } else { f.conn.keep_alive && !f.conn.close };
+    head.keep_alive = if head.minor == 1 {
+        !f.conn.close
+    } else {
+        f.conn.keep_alive && !f.conn.close
+    };
     if f.conn.upgrade {
         head.upgrade = upgrade_field;
     }
@@ -334,11 +344,13 @@ pub fn parse_response(
 ) -> Result<bool, &'static str> {
     let mut slots = slots();
     let mut resp = httparse::Response::new(&mut []);
-    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut resp, buf, &mut slots,
-    ) {
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
+    {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err("response head too large"),
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => {
+            return Err("response head too large")
+        }
         Ok(httparse::Status::Partial) => return Ok(false),
         Err(httparse::Error::TooManyHeaders) => return Err("too many response header fields"),
         Err(_) => return Err("malformed response head"),
@@ -398,6 +410,7 @@ fn classify_response(
     if f.te && !f.chunked_last {
         return Err("response transfer coding is not chunked");
     }
+    head.declared_length = f.length;
     let no_body = request_was_head || head.status < 200 || head.status == 204 || head.status == 304;
     head.body = if no_body {
         BodyKind::None
@@ -410,7 +423,11 @@ fn classify_response(
             None => BodyKind::Close,
         }
     };
-    head.keep_alive = if head.minor == 1 { !f.conn.close } else { f.conn.keep_alive && !f.conn.close };
+    head.keep_alive = if head.minor == 1 {
+        !f.conn.close
+    } else {
+        f.conn.keep_alive && !f.conn.close
+    };
     if head.body == BodyKind::Close {
         head.keep_alive = false;
     }
@@ -458,10 +475,7 @@ fn mark_connection_listed(buf: &[u8], headers: &mut [HeaderRef]) {
 }
 
 fn is_hop_by_hop(name: &[u8]) -> bool {
-    eq(name, "keep-alive")
-        || eq(name, "proxy-connection")
-        || eq(name, "te")
-        || eq(name, "trailer")
+    eq(name, "keep-alive") || eq(name, "proxy-connection") || eq(name, "te") || eq(name, "trailer")
 }
 
 fn valid_host(h: &[u8]) -> bool {
@@ -470,8 +484,14 @@ fn valid_host(h: &[u8]) -> bool {
 }
 
 fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(v.len());
-    let end = v.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(start, |e| e + 1);
+    let start = v
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |e| e + 1);
     &v[start..end]
 }
 
@@ -499,7 +519,8 @@ mod tests {
 
     #[test]
     fn simple_get() {
-        let raw = "GET /a?b HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n";
+        let raw =
+            "GET /a?b HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n";
         let h = req(raw).unwrap();
         assert_eq!(h.method(raw.as_bytes()), b"GET");
         assert_eq!(h.target.get(raw.as_bytes()), b"/a?b");
@@ -511,32 +532,61 @@ mod tests {
 
     #[test]
     fn framing_rules() {
-        let h = req("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap();
+        let h =
+            req("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap();
         assert_eq!(h.body, BodyKind::Chunked);
-        let h = req("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n").unwrap();
+        let h = req("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n")
+            .unwrap();
         assert_eq!(h.body, BodyKind::Length(5));
         assert_eq!(status("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
-        assert_eq!(status("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"), 400);
-        assert_eq!(status("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n"), 400);
-        assert_eq!(status("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n"), 400);
-        assert_eq!(status("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), 400);
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+            400
+        );
         assert_eq!(status("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n"), 400);
-        assert_eq!(status("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
+        assert_eq!(
+            status("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            400
+        );
     }
 
     #[test]
     fn syntax_rules() {
-        assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nFoo: a\r\n b\r\n\r\n"), 400);
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: x\r\nFoo: a\r\n b\r\n\r\n"),
+            400
+        );
         assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nFoo : a\r\n\r\n"), 400);
         assert_eq!(status("GET / HTTP/1.1\nHost: x\r\n\r\n"), 400);
         assert_eq!(status("GET / HTTP/1.1\r\nHost: x\rFoo: b\r\n\r\n"), 400);
-        assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nFoo: a\0b\r\n\r\n"), 400);
-        assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nFoo: a\x01b\r\n\r\n"), 400);
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: x\r\nFoo: a\0b\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: x\r\nFoo: a\x01b\r\n\r\n"),
+            400
+        );
         assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 400);
         assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"), 400);
         assert_eq!(status("GET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
         assert_eq!(status("GET / HTTX/1.1\r\nHost: x\r\n\r\n"), 400);
-        assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n"), 417);
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n"),
+            417
+        );
         assert!(req("GET / HTTP/1.0\r\n\r\n").is_ok());
     }
 
@@ -545,11 +595,20 @@ mod tests {
         let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
         assert_eq!(status(&long), 414);
         let many: String = (0..101).map(|i| format!("X-{i}: v\r\n")).collect();
-        assert_eq!(status(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")), 431);
+        assert_eq!(
+            status(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")),
+            431
+        );
         let mut h = RequestHead::default();
         let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}", "a".repeat(17000));
-        assert_eq!(parse_request(big.as_bytes(), &L, &mut h), Err(HeadError::TooLarge));
-        assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHo", &L, &mut h), Ok(false));
+        assert_eq!(
+            parse_request(big.as_bytes(), &L, &mut h),
+            Err(HeadError::TooLarge)
+        );
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.1\r\nHo", &L, &mut h),
+            Ok(false)
+        );
     }
 
     #[test]
@@ -568,14 +627,25 @@ mod tests {
     #[test]
     fn responses() {
         let h = resp("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", false).unwrap();
-        assert_eq!((h.status, h.body, h.keep_alive), (200, BodyKind::Length(3), true));
+        assert_eq!(
+            (h.status, h.body, h.keep_alive),
+            (200, BodyKind::Length(3), true)
+        );
         let h = resp("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true).unwrap();
         assert_eq!(h.body, BodyKind::None);
         let h = resp("HTTP/1.1 200 OK\r\n\r\n", false).unwrap();
         assert_eq!((h.body, h.keep_alive), (BodyKind::Close, false));
-        let h = resp("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", false).unwrap();
+        let h = resp(
+            "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+            false,
+        )
+        .unwrap();
         assert_eq!(h.body, BodyKind::None);
-        assert!(resp("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", false).is_err());
+        assert!(resp(
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false
+        )
+        .is_err());
         assert!(resp("HTTP/1.1 2000 OK\r\n\r\n", false).is_err());
         assert!(resp("garbage\r\n\r\n", false).is_err());
         assert!(resp("HTTP/1.1 200 OK\nContent-Length: 3\n\n", false).is_err());

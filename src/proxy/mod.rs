@@ -1,0 +1,12 @@
+//! The request's path through a worker: the connection loop ([`conn`]), one exchange
+//! ([`exchange`]), route selection ([`router`]), ringway's own error answers ([`errors`]) and
+//! the state a worker owns ([`state`]).
+
+pub mod conn;
+pub mod errors;
+pub mod exchange;
+pub mod router;
+pub mod state;
+
+pub use conn::serve;
+pub use state::{ConnInfo, WorkerState};

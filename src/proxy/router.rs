@@ -1,0 +1,148 @@
+//! Route selection: host, then the longest matching path prefix, then method.
+
+use crate::config::RouteSpec;
+
+/// Why no route was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    /// Nothing matches host and path: 404.
+    NotFound,
+    /// The path matches but the method is not allowed there: 405.
+    MethodNotAllowed,
+}
+
+#[derive(Debug, Clone)]
+pub struct Router {
+    routes: Vec<RouteSpec>,
+}
+
+impl Router {
+    pub fn new(routes: &[RouteSpec]) -> Router {
+        Router {
+            routes: routes.to_vec(),
+        }
+    }
+
+    pub fn route(&self, i: usize) -> &RouteSpec {
+        &self.routes[i]
+    }
+
+    /// Index of the best route for this request. `host` may carry a port; `target` a query.
+    pub fn find(&self, host: &[u8], target: &[u8], method: &[u8]) -> Result<usize, Miss> {
+        let host = strip_port(host);
+        let path = path_of(target);
+        let mut best: Option<(usize, (bool, usize))> = None;
+        for (i, r) in self.routes.iter().enumerate() {
+            let host_ok = r
+                .host
+                .as_ref()
+                .is_none_or(|h| host.eq_ignore_ascii_case(h.as_bytes()));
+            if !host_ok || !prefix_matches(path, r.path_prefix.as_bytes()) {
+                continue;
+            }
+            let rank = (r.host.is_some(), r.path_prefix.len());
+            if best.is_none_or(|(_, b)| rank > b) {
+                best = Some((i, rank));
+            }
+        }
+        let (i, _) = best.ok_or(Miss::NotFound)?;
+        match &self.routes[i].methods {
+            Some(m) if !m.iter().any(|x| x.as_bytes() == method) => Err(Miss::MethodNotAllowed),
+            _ => Ok(i),
+        }
+    }
+}
+
+/// The target to send upstream: with the route prefix removed when the route strips it.
+pub fn upstream_target<'a>(route: &RouteSpec, target: &'a [u8]) -> (&'static [u8], &'a [u8]) {
+    if !route.strip_prefix || route.path_prefix == "/" {
+        return (b"", target);
+    }
+    let prefix = route.path_prefix.trim_end_matches('/').len();
+    let rest = &target[prefix.min(target.len())..];
+    if rest.first() == Some(&b'/') {
+        (b"", rest)
+    } else {
+        (b"/", rest)
+    }
+}
+
+fn path_of(target: &[u8]) -> &[u8] {
+    let end = target
+        .iter()
+        .position(|&b| b == b'?' || b == b'#')
+        .unwrap_or(target.len());
+    &target[..end]
+}
+
+/// `/api` matches `/api`, `/api/x` but not `/apix`; `/api/` matches anything under it.
+fn prefix_matches(path: &[u8], prefix: &[u8]) -> bool {
+    if !path.starts_with(prefix) {
+        return false;
+    }
+    prefix.last() == Some(&b'/') || path.len() == prefix.len() || path[prefix.len()] == b'/'
+}
+
+fn strip_port(host: &[u8]) -> &[u8] {
+    if host.first() == Some(&b'[') {
+        let end = host
+            .iter()
+            .position(|&b| b == b']')
+            .map_or(host.len(), |e| e + 1);
+        return &host[..end];
+    }
+    match host.iter().rposition(|&b| b == b':') {
+        Some(i) => &host[..i],
+        None => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+
+    fn router() -> Router {
+        let cfg = r#"
+[[listeners]]
+address = "127.0.0.1:1"
+[[upstreams]]
+name = "a"
+servers = ["127.0.0.1:2"]
+[[routes]]
+path_prefix = "/"
+upstream = "a"
+[[routes]]
+path_prefix = "/api"
+upstream = "a"
+strip_prefix = true
+methods = ["GET"]
+[[routes]]
+host = "example.com"
+path_prefix = "/"
+upstream = "a"
+"#;
+        Router::new(&load_str(cfg, "t").unwrap().routes)
+    }
+
+    #[test]
+    fn picks_longest_prefix_and_host() {
+        let r = router();
+        assert_eq!(r.find(b"x", b"/api/v1?q", b"GET"), Ok(1));
+        assert_eq!(r.find(b"x", b"/apix", b"GET"), Ok(0));
+        assert_eq!(r.find(b"x", b"/api", b"POST"), Err(Miss::MethodNotAllowed));
+        assert_eq!(r.find(b"EXAMPLE.com:8080", b"/z", b"GET"), Ok(2));
+    }
+
+    #[test]
+    fn strips_prefix() {
+        let r = router();
+        let route = r.route(1);
+        assert_eq!(upstream_target(route, b"/api/v1"), (&b""[..], &b"/v1"[..]));
+        assert_eq!(
+            upstream_target(route, b"/api?x=1"),
+            (&b"/"[..], &b"?x=1"[..])
+        );
+        assert_eq!(upstream_target(route, b"/api"), (&b"/"[..], &b""[..]));
+    }
+}

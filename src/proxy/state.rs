@@ -1,0 +1,170 @@
+//! State owned by one worker (never shared across threads) and the per-connection buffers it
+//! lends out while a connection is active.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::accesslog::AccessLog;
+use crate::config::{ListenerSpec, Snapshot, SnapshotHandle};
+use crate::http::{RequestHead, ResponseHead};
+use crate::upstream::Pools;
+
+use super::router::Router;
+
+/// What one config generation gives a worker: the snapshot, its router and its upstream pools.
+/// Connections hold the generation they were accepted under until they close.
+pub struct Generation {
+    pub snap: Arc<Snapshot>,
+    pub router: Router,
+    pub pools: Pools,
+    pub id: u64,
+}
+
+impl Generation {
+    fn new(snap: Arc<Snapshot>, id: u64) -> Generation {
+        Generation {
+            router: Router::new(&snap.routes),
+            pools: Pools::new(&snap.upstreams),
+            snap,
+            id,
+        }
+    }
+}
+
+/// Per-worker state: counters, pools and buffers belong to this thread alone.
+pub struct WorkerState {
+    pub id: usize,
+    handle: Arc<SnapshotHandle>,
+    current: RefCell<Rc<Generation>>,
+    buffers: RefCell<Vec<Box<Buffers>>>,
+    pub log: AccessLog,
+    /// Set on SIGTERM: finish in-flight requests, take no new ones.
+    pub draining: Cell<bool>,
+    /// Requests between a complete head and the end of their response.
+    pub in_flight: Cell<usize>,
+    pub open_connections: Cell<usize>,
+}
+
+/// Free buffer sets kept for reuse; more than this go back to the allocator.
+const BUFFER_POOL_MAX: usize = 64;
+
+impl WorkerState {
+    pub fn new(id: usize, handle: Arc<SnapshotHandle>, log: AccessLog) -> WorkerState {
+        let gen = handle.generation();
+        let snap = handle.load();
+        WorkerState {
+            id,
+            current: RefCell::new(Rc::new(Generation::new(snap, gen))),
+            handle,
+            buffers: RefCell::new(Vec::new()),
+            log,
+            draining: Cell::new(false),
+            in_flight: Cell::new(0),
+            open_connections: Cell::new(0),
+        }
+    }
+
+    /// The generation new connections use; picks up a reloaded snapshot (one atomic load).
+    pub fn generation(&self) -> Rc<Generation> {
+        let gen = self.handle.generation();
+        if self.current.borrow().id != gen {
+            let g = Generation::new(self.handle.load(), gen);
+            *self.current.borrow_mut() = Rc::new(g);
+        }
+        self.current.borrow().clone()
+    }
+
+    pub fn take_buffers(&self) -> Box<Buffers> {
+        self.buffers
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Box::new(Buffers::new()))
+    }
+
+    pub fn put_buffers(&self, mut b: Box<Buffers>) {
+        let mut pool = self.buffers.borrow_mut();
+        if pool.len() < BUFFER_POOL_MAX {
+            b.reset();
+            pool.push(b);
+        }
+    }
+
+    /// Closes expired pooled upstream connections.
+    pub fn sweep(&self) {
+        self.current.borrow().pools.sweep();
+    }
+}
+
+/// The buffers an active connection works with. Idle connections give them back, so an idle
+/// keep-alive connection costs only its task and socket.
+pub struct Buffers {
+    /// Bytes read from the client; `cpos` is where unconsumed bytes start.
+    pub cbuf: Vec<u8>,
+    pub cpos: usize,
+    /// Bytes read from the upstream.
+    pub ubuf: Vec<u8>,
+    /// Heads (and small bodies) being written.
+    pub out: Vec<u8>,
+    pub req: RequestHead,
+    pub resp: ResponseHead,
+}
+
+impl Buffers {
+    fn new() -> Buffers {
+        Buffers {
+            cbuf: Vec::with_capacity(16 * 1024),
+            cpos: 0,
+            ubuf: Vec::with_capacity(64 * 1024),
+            out: Vec::with_capacity(16 * 1024),
+            req: RequestHead::default(),
+            resp: ResponseHead::default(),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.cbuf.clear();
+        self.cpos = 0;
+        self.ubuf.clear();
+        self.out.clear();
+        // Heads grown by one huge request should not stay huge in the pool.
+        self.cbuf.shrink_to(64 * 1024);
+        self.out.shrink_to(64 * 1024);
+    }
+
+    /// Bytes from the client not yet consumed.
+    pub fn client_pending(&self) -> &[u8] {
+        &self.cbuf[self.cpos..]
+    }
+
+    /// Drops consumed client bytes, keeping a pipelined next request at the front.
+    pub fn compact(&mut self) {
+        self.cbuf.drain(..self.cpos);
+        self.cpos = 0;
+    }
+}
+
+/// Facts about one client connection.
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// Client IP as text, for X-Forwarded-For and the access log.
+    pub peer_ip: String,
+    /// `http` or `https`, for X-Forwarded-Proto.
+    pub proto: &'static str,
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, proto: &'static str, l: &ListenerSpec) -> ConnInfo {
+        ConnInfo {
+            peer,
+            peer_ip: peer.ip().to_string(),
+            proto,
+            header_timeout: l.header_timeout,
+            keepalive_timeout: l.keepalive_timeout,
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Process lifecycle: start one pinned worker per core, report readiness to systemd, reload on
+//! SIGHUP, drain on SIGTERM/SIGINT.
+
+pub mod listener;
+pub mod notify;
+pub mod runtime;
+pub mod worker;
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::accesslog::Sink;
+use crate::config::{self, Snapshot, SnapshotHandle};
+
+use worker::WorkerSpec;
+
+/// Runs the gateway until SIGTERM/SIGINT. `config_path` is re-read on SIGHUP.
+pub fn run(snap: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let signals = block_signals()?;
+    let choice = runtime::choose(snap.io_driver, snap.ring_entries).map_err(anyhow::Error::msg)?;
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let workers = snap.worker_count(cores.len());
+    let sink = if snap.access_log.enabled {
+        Some(
+            Sink::open(&snap.access_log.path)
+                .with_context(|| format!("cannot open access log {}", snap.access_log.path))?,
+        )
+    } else {
+        None
+    };
+    let drain = snap.drain_timeout;
+    let listeners: Vec<String> = snap.listeners.iter().map(|l| l.addr.to_string()).collect();
+    let handle = SnapshotHandle::new(snap);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let mut ctrls = Vec::new();
+    for id in 0..workers {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        ctrls.push(ours);
+        let spec = WorkerSpec {
+            id,
+            core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
+            driver: choice.driver,
+            ring_entries: handle.load().ring_entries,
+            handle: handle.clone(),
+            sink: sink.clone(),
+            ctrl: theirs,
+            ready: ready_tx.clone(),
+        };
+        let done = done_tx.clone();
+        std::thread::Builder::new()
+            .name(format!("ringway-w{id}"))
+            .spawn(move || {
+                worker::run(spec);
+                drop(done);
+            })?;
+    }
+    drop(done_tx);
+    drop(ready_tx);
+    for _ in 0..workers {
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                stop_workers(&ctrls);
+                bail!("worker failed to start: {e}");
+            }
+            Err(_) => {
+                stop_workers(&ctrls);
+                bail!("workers did not start within 10 s");
+            }
+        }
+    }
+    notify::notify("READY=1");
+    tracing::info!(
+        workers,
+        driver = %choice.driver,
+        why = %choice.why,
+        listen = %listeners.join(","),
+        "ringway ready"
+    );
+    wait_for_stop(&signals, &handle, config_path.as_deref());
+    notify::notify("STOPPING=1");
+    tracing::info!(drain_timeout = ?drain, "draining");
+    stop_workers(&ctrls);
+    // Workers exit after their in-flight requests or the drain timeout, whichever is first.
+    let _ = done_rx.recv_timeout(drain + Duration::from_secs(2));
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Signals are taken synchronously by the main thread; workers inherit the mask and never see them.
+fn block_signals() -> anyhow::Result<SigSet> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGHUP);
+    set.thread_block().context("cannot block signals")?;
+    Ok(set)
+}
+
+fn wait_for_stop(signals: &SigSet, handle: &Arc<SnapshotHandle>, path: Option<&std::path::Path>) {
+    loop {
+        match signals.wait() {
+            Ok(Signal::SIGHUP) => reload(handle, path),
+            Ok(sig) => {
+                tracing::info!(signal = %sig, "shutdown requested");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "sigwait failed; shutting down");
+                return;
+            }
+        }
+    }
+}
+
+/// A failed reload leaves the old config serving.
+fn reload(handle: &Arc<SnapshotHandle>, path: Option<&std::path::Path>) {
+    let Some(path) = path else {
+        tracing::warn!("SIGHUP ignored: no config file to reload");
+        return;
+    };
+    notify::notify("RELOADING=1");
+    match config::load_file(path) {
+        Ok(new) => {
+            let old = handle.load();
+            if new
+                .listeners
+                .iter()
+                .map(|l| l.addr)
+                .ne(old.listeners.iter().map(|l| l.addr))
+            {
+                tracing::warn!(
+                    "listener changes need a restart; new routes and upstreams apply now"
+                );
+            }
+            handle.swap(new);
+            tracing::info!(config = %path.display(), "config reloaded; new connections use it");
+        }
+        Err(e) => tracing::error!(error = %e, "reload failed; the previous config keeps serving"),
+    }
+    notify::notify("READY=1");
+}
+
+fn stop_workers(ctrls: &[std::os::unix::net::UnixStream]) {
+    use std::io::Write;
+    for mut c in ctrls {
+        let _ = c.write_all(b"s");
+    }
+}

@@ -1,0 +1,191 @@
+//! One worker: a thread pinned to its core running its own monoio runtime, with its own
+//! listeners, pools and buffers. Workers share nothing mutable on the request path.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use monoio::io::AsyncReadRent;
+use monoio::net::{TcpListener, TcpStream};
+
+use crate::accesslog::{AccessLog, Sink};
+use crate::config::{ListenerSpec, SnapshotHandle};
+use crate::net::{with_timeout, write_all};
+use crate::proxy::errors::error_response;
+use crate::proxy::{serve, ConnInfo, WorkerState};
+
+use super::listener;
+use super::runtime::{self, Driver};
+
+/// What a worker thread is started with.
+pub struct WorkerSpec {
+    pub id: usize,
+    pub core: Option<core_affinity::CoreId>,
+    pub driver: Driver,
+    pub ring_entries: u32,
+    pub handle: Arc<SnapshotHandle>,
+    pub sink: Option<Arc<Sink>>,
+    /// Read end of the control socket; a byte (or EOF) means "drain and stop".
+    pub ctrl: std::os::unix::net::UnixStream,
+    /// Reports `Ok` once this worker's listeners are bound.
+    pub ready: Sender<Result<(), String>>,
+}
+
+/// Thread body: pin, build the runtime for the chosen driver, run until stopped.
+pub fn run(spec: WorkerSpec) {
+    if let Some(core) = spec.core {
+        if !core_affinity::set_for_current(core) {
+            tracing::warn!(
+                worker = spec.id,
+                core = core.id,
+                "could not pin worker to its core"
+            );
+        }
+    }
+    let ready = spec.ready.clone();
+    let built = match spec.driver {
+        Driver::IoUring(flags) => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .uring_builder(runtime::builder(flags))
+            .with_entries(spec.ring_entries)
+            .enable_timer()
+            .build()
+            .map(|mut rt| rt.block_on(main(spec))),
+        Driver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .map(|mut rt| rt.block_on(main(spec))),
+    };
+    if let Err(e) = built {
+        let _ = ready.send(Err(format!("cannot build the runtime: {e}")));
+    }
+}
+
+async fn main(spec: WorkerSpec) {
+    let w = Rc::new(WorkerState::new(
+        spec.id,
+        spec.handle.clone(),
+        AccessLog::new(spec.sink.clone()),
+    ));
+    let snap = w.generation().snap.clone();
+    let mut listeners = Vec::new();
+    for l in &snap.listeners {
+        match listener::bind(l) {
+            Ok(sock) => listeners.push((sock, l.clone())),
+            Err(e) => {
+                let _ = spec.ready.send(Err(format!(
+                    "cannot listen on {} ({}): {e}",
+                    l.addr, l.name
+                )));
+                return;
+            }
+        }
+    }
+    let stop = Rc::new(Stop::default());
+    for (sock, l) in listeners {
+        monoio::spawn(accept_loop(sock, l, w.clone(), stop.clone()));
+    }
+    monoio::spawn(housekeeping(w.clone(), stop.clone()));
+    let _ = spec.ready.send(Ok(()));
+    wait_ctrl(spec.ctrl).await;
+    w.draining.set(true);
+    stop.fire();
+    let deadline = Instant::now() + snap.drain_timeout;
+    while w.in_flight.get() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    w.log.flush();
+}
+
+async fn wait_ctrl(ctrl: std::os::unix::net::UnixStream) {
+    let _ = ctrl.set_nonblocking(true);
+    match monoio::net::UnixStream::from_std(ctrl) {
+        Ok(mut s) => {
+            let _ = s.read(vec![0u8; 1]).await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "worker control socket unusable; worker will not drain on signal");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn accept_loop(sock: TcpListener, l: ListenerSpec, w: Rc<WorkerState>, stop: Rc<Stop>) {
+    let l = Rc::new(l);
+    loop {
+        let accepted = monoio::select! {
+            r = sock.accept() => r,
+            _ = stop.wait() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                if w.open_connections.get() >= l.max_connections {
+                    monoio::spawn(reject_busy(stream));
+                    continue;
+                }
+                w.open_connections.set(w.open_connections.get() + 1);
+                let info = ConnInfo::new(peer, "http", &l);
+                let w = w.clone();
+                monoio::spawn(async move {
+                    serve(stream, info, w.clone()).await;
+                    w.open_connections.set(w.open_connections.get() - 1);
+                });
+            }
+            Err(e) => {
+                // EMFILE/ENFILE: back off instead of spinning; `ringway check` explains the fix.
+                tracing::warn!(error = %e, listener = %l.addr, "accept failed");
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Over the per-worker connection limit: a quick 503 and close, never a stall.
+async fn reject_busy(mut stream: TcpStream) {
+    let mut out = Vec::with_capacity(160);
+    error_response(&mut out, 503, "connection limit reached", true);
+    let _ = with_timeout(Duration::from_secs(1), write_all(&mut stream, out)).await;
+}
+
+/// Once a second: close expired pooled upstream connections and flush the access log.
+async fn housekeeping(w: Rc<WorkerState>, stop: Rc<Stop>) {
+    loop {
+        monoio::select! {
+            _ = monoio::time::sleep(Duration::from_secs(1)) => {},
+            _ = stop.wait() => return,
+        }
+        w.sweep();
+        w.log.flush();
+    }
+}
+
+/// A one-shot, thread-local "stop now" for the accept loops (not on the request path).
+#[derive(Default)]
+struct Stop {
+    fired: Cell<bool>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl Stop {
+    fn fire(&self) {
+        self.fired.set(true);
+        for w in self.waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    async fn wait(&self) {
+        poll_fn(|cx| {
+            if self.fired.get() {
+                Poll::Ready(())
+            } else {
+                self.waiters.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}

@@ -1,0 +1,186 @@
+//! Per-worker upstream connections: round-robin server choice, connect with a deadline, and a
+//! pool of idle keep-alive connections. A pool belongs to one worker; nothing here is shared
+//! across threads, so there are no locks.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+
+use crate::config::UpstreamSpec;
+
+/// A connection to one upstream server.
+pub struct UpConn {
+    pub stream: TcpStream,
+    pub server: usize,
+    pub addr: SocketAddr,
+    /// Taken from the pool (it may have been closed by the server while idle).
+    pub reused: bool,
+}
+
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
+}
+
+struct ServerPool {
+    addr: SocketAddr,
+    idle: Vec<Idle>,
+}
+
+struct UpstreamPool {
+    servers: Vec<ServerPool>,
+    next: Cell<usize>,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+/// Why no connection could be had.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// Refused, unreachable, reset: answer 502 at once.
+    Failed(SocketAddr, io::Error),
+    /// No answer within the connect timeout: 504.
+    Timeout(SocketAddr),
+}
+
+/// All upstream pools of one worker.
+pub struct Pools {
+    upstreams: Vec<RefCell<UpstreamPool>>,
+}
+
+impl Pools {
+    pub fn new(specs: &[UpstreamSpec]) -> Pools {
+        let upstreams = specs
+            .iter()
+            .map(|u| {
+                RefCell::new(UpstreamPool {
+                    servers: u
+                        .servers
+                        .iter()
+                        .map(|&addr| ServerPool {
+                            addr,
+                            idle: Vec::new(),
+                        })
+                        .collect(),
+                    next: Cell::new(0),
+                    max_idle: u.max_idle,
+                    idle_timeout: u.idle_timeout,
+                })
+            })
+            .collect();
+        Pools { upstreams }
+    }
+
+    /// An idle pooled connection to the next server in turn, or a new one.
+    pub async fn get(
+        &self,
+        upstream: usize,
+        connect_timeout: Duration,
+    ) -> Result<UpConn, ConnectError> {
+        let (server, addr) = {
+            let mut p = self.upstreams[upstream].borrow_mut();
+            let i = p.next.get();
+            p.next.set((i + 1) % p.servers.len());
+            if let Some(stream) = p.take_idle(i) {
+                let addr = p.servers[i].addr;
+                return Ok(UpConn {
+                    stream,
+                    server: i,
+                    addr,
+                    reused: true,
+                });
+            }
+            (i, p.servers[i].addr)
+        };
+        let stream = connect(addr, connect_timeout).await?;
+        Ok(UpConn {
+            stream,
+            server,
+            addr,
+            reused: false,
+        })
+    }
+
+    /// A new connection to the same server (used for the one retry after a stale pooled one).
+    pub async fn reconnect(
+        &self,
+        conn: &UpConn,
+        connect_timeout: Duration,
+    ) -> Result<UpConn, ConnectError> {
+        let stream = connect(conn.addr, connect_timeout).await?;
+        Ok(UpConn {
+            stream,
+            server: conn.server,
+            addr: conn.addr,
+            reused: false,
+        })
+    }
+
+    /// Returns a connection that finished a clean exchange.
+    pub fn put(&self, upstream: usize, conn: UpConn) {
+        let mut p = self.upstreams[upstream].borrow_mut();
+        let max = p.max_idle;
+        let s = &mut p.servers[conn.server];
+        if s.idle.len() < max {
+            s.idle.push(Idle {
+                stream: conn.stream,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Closes pooled connections idle past their timeout (run periodically by the worker).
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        for p in &self.upstreams {
+            let mut p = p.borrow_mut();
+            let t = p.idle_timeout;
+            for s in &mut p.servers {
+                s.idle.retain(|c| now.duration_since(c.since) < t);
+            }
+        }
+    }
+
+    /// Idle connections held, for metrics and tests.
+    pub fn idle_count(&self) -> usize {
+        self.upstreams
+            .iter()
+            .map(|p| {
+                p.borrow()
+                    .servers
+                    .iter()
+                    .map(|s| s.idle.len())
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+}
+
+impl UpstreamPool {
+    /// Most recently used first: it is the least likely to have been closed by the server.
+    fn take_idle(&mut self, server: usize) -> Option<TcpStream> {
+        let t = self.idle_timeout;
+        let idle = &mut self.servers[server].idle;
+        while let Some(c) = idle.pop() {
+            if c.since.elapsed() < t {
+                return Some(c.stream);
+            }
+        }
+        None
+    }
+}
+
+async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(s)) => {
+            // Accepted sockets inherit NODELAY from the listener; connected ones need it set.
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+        Ok(Err(e)) => Err(ConnectError::Failed(addr, e)),
+        Err(_) => Err(ConnectError::Timeout(addr)),
+    }
+}
