@@ -28,7 +28,8 @@ fn cgroup_cpuset(host: &Host) -> Option<Vec<usize>> {
 
 pub fn checks(host: &Host, d: &Demand, cpus: Option<&[usize]>) -> Vec<Check> {
     let Some(cpus) = cpus else {
-        return vec![Check::unknown(G, "workers vs allowed CPUs", "/proc/self/status Cpus_allowed_list")];
+        return vec![Check::unknown(G, "workers vs allowed CPUs", "/proc/self/status Cpus_allowed_list")
+            .fix(["mount procfs at /proc (and do not set ProcSubset=pid in the unit)".to_string()])];
     };
     let n = cpus.len() as u64;
     let status = if d.workers <= n { Status::Pass } else { Status::Warn };
