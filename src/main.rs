@@ -19,7 +19,9 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let code = match Cli::parse().cmd {
         Cmd::Check(a) => a.run()?,
         Cmd::Tune(a) => a.run()?,

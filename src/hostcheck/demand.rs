@@ -47,7 +47,11 @@ impl Demand {
         let listener_fds = w * s.listeners.len() as u64;
         let margin = w * FDS_PER_WORKER + FDS_PROCESS;
         // Each client connection may hold one upstream connection: two sides.
-        let upstream_side = if s.upstreams.is_empty() { 0 } else { client_conns };
+        let upstream_side = if s.upstreams.is_empty() {
+            0
+        } else {
+            client_conns
+        };
         let fds = client_conns + upstream_side + pool_conns + listener_fds + margin;
         let fds_formula = format!(
             "{w} workers x {per_worker} conns x {sides} sides + {pool_conns} pooled + \
@@ -63,7 +67,12 @@ impl Demand {
             fds,
             fds_formula,
             per_upstream_addr: max_idle.map_or(0, |idle| w * (per_worker + idle)),
-            max_backlog: s.listeners.iter().map(|l| l.backlog as u64).max().unwrap_or(0),
+            max_backlog: s
+                .listeners
+                .iter()
+                .map(|l| l.backlog as u64)
+                .max()
+                .unwrap_or(0),
             tracked_conns: client_conns + upstream_side + pool_conns,
         }
     }

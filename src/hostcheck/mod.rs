@@ -67,7 +67,12 @@ pub fn gate(report: &Report, mode: HostCheckMode) -> Result<(), String> {
         return Ok(());
     }
     if mode == HostCheckMode::Enforce {
-        let fails: Vec<Check> = report.checks.iter().filter(|c| c.status != Status::Pass).cloned().collect();
+        let fails: Vec<Check> = report
+            .checks
+            .iter()
+            .filter(|c| c.status != Status::Pass)
+            .cloned()
+            .collect();
         let header = "ringway: host check failed; not starting (set host_check = \"warn\" in the config to start anyway)\n";
         return Err(report::render_rows(&fails, header));
     }

@@ -229,7 +229,9 @@ mod tests {
 
     #[test]
     fn ethtool_output_parses() {
-        let s = parse_ethtool("NIC statistics:\n     bw_in_allowance_exceeded: 12\n     tx_timeout: 0\n");
+        let s = parse_ethtool(
+            "NIC statistics:\n     bw_in_allowance_exceeded: 12\n     tx_timeout: 0\n",
+        );
         assert_eq!(s[0], ("bw_in_allowance_exceeded".to_string(), 12));
         assert_eq!(s.len(), 2);
     }
@@ -238,7 +240,10 @@ mod tests {
     fn real_ring_probe_agrees_with_kernel() {
         // On this project's hosts io_uring is enabled; a failure here names the reason.
         if std::path::Path::new("/proc/sys/kernel/io_uring_disabled").exists()
-            && std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").unwrap().trim() == "2"
+            && std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+                .unwrap()
+                .trim()
+                == "2"
         {
             assert!(uring_probe().is_err());
         } else {

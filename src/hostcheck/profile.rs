@@ -90,7 +90,10 @@ pub fn limits() -> Vec<LimitEntry> {
 
 /// The profile's value of a limits.d item (`nofile`, `memlock` …) for the hard limit.
 pub fn limit(item: &str) -> Option<u64> {
-    limits().into_iter().find(|l| l.item == item && l.kind != "soft").map(|l| l.value)
+    limits()
+        .into_iter()
+        .find(|l| l.item == item && l.kind != "soft")
+        .map(|l| l.value)
 }
 
 #[cfg(test)]
@@ -107,8 +110,15 @@ mod tests {
                     continue;
                 }
                 assert!(!l.contains("tw_recycle"), "tcp_tw_recycle shipped: {l}");
-                assert!(i > 0 && lines[..i].iter().rev().take_while(|p| !p.trim().is_empty()).any(|p| p.trim().starts_with('#')),
-                    "no comment above {l:?}");
+                assert!(
+                    i > 0
+                        && lines[..i]
+                            .iter()
+                            .rev()
+                            .take_while(|p| !p.trim().is_empty())
+                            .any(|p| p.trim().starts_with('#')),
+                    "no comment above {l:?}"
+                );
             }
         }
     }
@@ -116,11 +126,23 @@ mod tests {
     #[test]
     fn profiles_parse() {
         let g = sysctls(ProfileName::Generic);
-        assert!(g.iter().any(|e| e.key == "net.core.somaxconn" && e.value == "65535"));
-        assert!(g.iter().any(|e| e.key == "kernel.io_uring_disabled" && e.optional));
+        assert!(g
+            .iter()
+            .any(|e| e.key == "net.core.somaxconn" && e.value == "65535"));
+        assert!(g
+            .iter()
+            .any(|e| e.key == "kernel.io_uring_disabled" && e.optional));
         let e = sysctls(ProfileName::Ec2);
         assert!(e.len() > g.len() && e.iter().any(|e| e.key == "net.ipv4.tcp_mtu_probing"));
         assert_eq!(limit("nofile"), Some(1_048_576));
-        assert!(limit("nofile").unwrap() <= g.iter().find(|e| e.key == "fs.nr_open").unwrap().value.parse().unwrap());
+        assert!(
+            limit("nofile").unwrap()
+                <= g.iter()
+                    .find(|e| e.key == "fs.nr_open")
+                    .unwrap()
+                    .value
+                    .parse()
+                    .unwrap()
+        );
     }
 }

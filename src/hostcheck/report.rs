@@ -47,7 +47,10 @@ impl Report {
             report: &'a Report,
             summary: Summary,
         }
-        let out = Out { report: self, summary: self.summary() };
+        let out = Out {
+            report: self,
+            summary: self.summary(),
+        };
         serde_json::to_string_pretty(&out).expect("report serialises")
     }
 
@@ -67,7 +70,12 @@ impl Report {
 /// A table of `rows` under `header`; each WARN/FAIL row is followed by its `fix:` lines.
 pub fn render_rows(rows: &[Check], header: &str) -> String {
     let w_name = rows.iter().map(|c| c.name.len()).max().unwrap_or(0).max(5);
-    let w_cur = rows.iter().map(|c| c.current.len()).max().unwrap_or(0).clamp(7, 48);
+    let w_cur = rows
+        .iter()
+        .map(|c| c.current.len())
+        .max()
+        .unwrap_or(0)
+        .clamp(7, 48);
     let mut out = String::from(header);
     out.push_str(&format!(
         "\n{:<4}  {:<9}  {:<w_name$}  {:<w_cur$}  REQUIRED\n",

@@ -104,15 +104,25 @@ pub fn render(diffs: &[Diff], live: &dyn LiveProbe) -> String {
             (_, false) => "same",
         };
         let cur = d.current.as_deref().unwrap_or("-");
-        out.push_str(&format!("{mark:<9}  {:<w$}  {cur:<24}  {}\n", d.key, d.profile));
+        out.push_str(&format!(
+            "{mark:<9}  {:<w$}  {cur:<24}  {}\n",
+            d.key, d.profile
+        ));
     }
     for (item, got) in [("nofile", live.nofile()), ("memlock", live.memlock())] {
         let want = profile::limit(item).unwrap_or(0);
         // limits.d counts memlock in KiB.
         let want_units = if item == "memlock" { want * 1024 } else { want };
         let cur = got.map_or("unknown".to_string(), |l| format!("{}:{}", l.soft, l.hard));
-        let mark = if got.is_some_and(|l| l.soft == want_units && l.hard == want_units) { "same" } else { "differs" };
-        out.push_str(&format!("{mark:<9}  {:<w$}  {cur:<24}  {want_units}:{want_units}\n", format!("limit {item}")));
+        let mark = if got.is_some_and(|l| l.soft == want_units && l.hard == want_units) {
+            "same"
+        } else {
+            "differs"
+        };
+        out.push_str(&format!(
+            "{mark:<9}  {:<w$}  {cur:<24}  {want_units}:{want_units}\n",
+            format!("limit {item}")
+        ));
     }
     out
 }
@@ -131,7 +141,12 @@ pub fn apply(host: &Host, p: ProfileName, diffs: &[Diff]) -> anyhow::Result<usiz
     let mut failed = 0;
     for d in diffs.iter().filter(|d| d.differs()) {
         match load(host, d) {
-            Ok(true) => println!("changed {}: {} -> {}", d.key, d.current.as_deref().unwrap_or("-"), d.profile),
+            Ok(true) => println!(
+                "changed {}: {} -> {}",
+                d.key,
+                d.current.as_deref().unwrap_or("-"),
+                d.profile
+            ),
             Ok(false) => println!("skipped {}: not on this kernel (optional)", d.key),
             Err(e) => {
                 failed += 1;
@@ -147,7 +162,11 @@ pub fn apply(host: &Host, p: ProfileName, diffs: &[Diff]) -> anyhow::Result<usiz
 fn load(host: &Host, d: &Diff) -> Result<bool, String> {
     let path = host.path(&sysctl_path(&d.key));
     if !path.exists() {
-        return if d.optional { Ok(false) } else { Err("no such sysctl on this kernel".into()) };
+        return if d.optional {
+            Ok(false)
+        } else {
+            Err("no such sysctl on this kernel".into())
+        };
     }
     std::fs::write(&path, format!("{}\n", d.profile)).map_err(|e| e.to_string())?;
     Ok(true)

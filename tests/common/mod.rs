@@ -90,7 +90,10 @@ impl FakeRoot {
         }
         r.cpus("0-3");
         r.write("/proc/self/cgroup", "0::/system.slice/ringway.service\n");
-        r.write("/sys/fs/cgroup/system.slice/ringway.service/cpuset.cpus.effective", "0-3\n");
+        r.write(
+            "/sys/fs/cgroup/system.slice/ringway.service/cpuset.cpus.effective",
+            "0-3\n",
+        );
         std::fs::create_dir_all(r.path("/sys/module/nf_conntrack")).unwrap();
         r
     }
@@ -119,11 +122,17 @@ impl FakeRoot {
     }
 
     pub fn sysctl(&self, name: &str, value: &str) {
-        self.write(&format!("/proc/sys/{}", name.replace('.', "/")), &format!("{value}\n"));
+        self.write(
+            &format!("/proc/sys/{}", name.replace('.', "/")),
+            &format!("{value}\n"),
+        );
     }
 
     pub fn cpus(&self, list: &str) {
-        self.write("/proc/self/status", &format!("Name:\tringway\nCpus_allowed:\tf\nCpus_allowed_list:\t{list}\n"));
+        self.write(
+            "/proc/self/status",
+            &format!("Name:\tringway\nCpus_allowed:\tf\nCpus_allowed_list:\t{list}\n"),
+        );
     }
 
     /// Turns the host into an EC2 Nitro instance with an ENA eth0 at MTU 9001 and MTU probing on.
@@ -140,7 +149,11 @@ impl FakeRoot {
         let dev = self.path("/sys/class/net/eth0/device");
         std::fs::create_dir_all(&dev).unwrap();
         let _ = std::fs::remove_file(dev.join("driver"));
-        std::os::unix::fs::symlink(format!("../../../bus/pci/drivers/{driver}"), dev.join("driver")).unwrap();
+        std::os::unix::fs::symlink(
+            format!("../../../bus/pci/drivers/{driver}"),
+            dev.join("driver"),
+        )
+        .unwrap();
         self.sysctl("net.ipv4.tcp_mtu_probing", "1");
     }
 
@@ -163,8 +176,14 @@ pub struct FakeLive {
 impl Default for FakeLive {
     fn default() -> Self {
         FakeLive {
-            nofile: Some(Limit { soft: 1_048_576, hard: 1_048_576 }),
-            memlock: Some(Limit { soft: 64 << 20, hard: 64 << 20 }),
+            nofile: Some(Limit {
+                soft: 1_048_576,
+                hard: 1_048_576,
+            }),
+            memlock: Some(Limit {
+                soft: 64 << 20,
+                hard: 64 << 20,
+            }),
             uring: Ok(()),
             pin_fails: Vec::new(),
             nic_stats: Some(
@@ -215,5 +234,9 @@ upstream = "be"
 
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

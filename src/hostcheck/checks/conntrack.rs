@@ -14,6 +14,14 @@ pub fn checks(host: &Host, d: &Demand) -> Vec<Check> {
             .required("-")];
     }
     let need = d.tracked_conns * 2;
-    vec![super::at_least(host, "conntrack", NAME, need, Status::Fail, 1_048_576u64.max(need), GENERIC_FILE)
-        .required(format!(">= {need} (2 x {} tracked conns)", d.tracked_conns))]
+    vec![super::at_least(
+        host,
+        "conntrack",
+        NAME,
+        need,
+        Status::Fail,
+        1_048_576u64.max(need),
+        GENERIC_FILE,
+    )
+    .required(format!(">= {need} (2 x {} tracked conns)", d.tracked_conns))]
 }

@@ -10,7 +10,9 @@ const G: &str = "cpu";
 /// CPUs the process may run on, or `None` when the affinity mask is unreadable.
 pub fn allowed_cpus(host: &Host) -> Option<Vec<usize>> {
     let status = host.read("/proc/self/status")?;
-    let line = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
     let mut cpus = parse_cpu_list(line)?;
     if let Some(set) = cgroup_cpuset(host) {
         cpus.retain(|c| set.contains(c));
@@ -22,19 +24,34 @@ pub fn allowed_cpus(host: &Host) -> Option<Vec<usize>> {
 fn cgroup_cpuset(host: &Host) -> Option<Vec<usize>> {
     let cg = host.read("/proc/self/cgroup")?;
     let path = cg.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let file = format!("/sys/fs/cgroup{}/cpuset.cpus.effective", path.trim_end_matches('/'));
+    let file = format!(
+        "/sys/fs/cgroup{}/cpuset.cpus.effective",
+        path.trim_end_matches('/')
+    );
     parse_cpu_list(&host.read(&file)?).filter(|v| !v.is_empty())
 }
 
 pub fn checks(host: &Host, d: &Demand, cpus: Option<&[usize]>) -> Vec<Check> {
     let Some(cpus) = cpus else {
-        return vec![Check::unknown(G, "workers vs allowed CPUs", "/proc/self/status Cpus_allowed_list")
-            .fix(["mount procfs at /proc (and do not set ProcSubset=pid in the unit)".to_string()])];
+        return vec![Check::unknown(
+            G,
+            "workers vs allowed CPUs",
+            "/proc/self/status Cpus_allowed_list",
+        )
+        .fix(["mount procfs at /proc (and do not set ProcSubset=pid in the unit)".to_string()])];
     };
     let n = cpus.len() as u64;
-    let status = if d.workers <= n { Status::Pass } else { Status::Warn };
+    let status = if d.workers <= n {
+        Status::Pass
+    } else {
+        Status::Warn
+    };
     let workers = Check::new(G, "workers vs allowed CPUs", status)
-        .current(format!("{} workers on {n} CPUs ({})", d.workers, list(cpus)))
+        .current(format!(
+            "{} workers on {n} CPUs ({})",
+            d.workers,
+            list(cpus)
+        ))
         .required(format!("workers <= {n}"))
         .fix([
             "config: workers = \"auto\"".to_string(),
@@ -53,15 +70,23 @@ fn pinning(host: &Host, cpus: &[usize], workers: usize) -> Check {
         .collect();
     if failed.is_empty() {
         return Check::new(G, name, Status::Pass)
-            .current(format!("pinned to {}", list(&cpus[..workers.min(cpus.len())])))
+            .current(format!(
+                "pinned to {}",
+                list(&cpus[..workers.min(cpus.len())])
+            ))
             .required("sched_setaffinity works");
     }
     Check::new(G, name, Status::Warn)
         .current(failed.join("; "))
         .required("sched_setaffinity works")
-        .fix(["allow sched_setaffinity (seccomp profile / SystemCallFilter=@resources)".to_string()])
+        .fix([
+            "allow sched_setaffinity (seccomp profile / SystemCallFilter=@resources)".to_string(),
+        ])
 }
 
 fn list(cpus: &[usize]) -> String {
-    cpus.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+    cpus.iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }

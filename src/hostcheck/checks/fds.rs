@@ -14,9 +14,25 @@ pub fn checks(host: &Host, d: &Demand) -> Vec<Check> {
     let need = d.fds;
     let fix_nofile = PROFILE_NOFILE.max(need);
     let mut rows = nofile(host, need, fix_nofile);
-    rows.push(at_least(host, G, "fs.nr_open", need, Status::Fail, PROFILE_NR_OPEN.max(need), GENERIC_FILE));
+    rows.push(at_least(
+        host,
+        G,
+        "fs.nr_open",
+        need,
+        Status::Fail,
+        PROFILE_NR_OPEN.max(need),
+        GENERIC_FILE,
+    ));
     // file-max is shared with every other process, so ask for headroom beyond our own demand.
-    rows.push(at_least(host, G, "fs.file-max", need, Status::Fail, 2_097_152u64.max(need * 2), GENERIC_FILE));
+    rows.push(at_least(
+        host,
+        G,
+        "fs.file-max",
+        need,
+        Status::Fail,
+        2_097_152u64.max(need * 2),
+        GENERIC_FILE,
+    ));
     rows
 }
 
@@ -29,10 +45,16 @@ fn nofile(host: &Host, need: u64, fix: u64) -> Vec<Check> {
         ]
     };
     let Some(l) = host.live().nofile() else {
-        return vec![Check::unknown(G, "RLIMIT_NOFILE", "getrlimit").required(format!(">= {need}")).fix(fixes())];
+        return vec![Check::unknown(G, "RLIMIT_NOFILE", "getrlimit")
+            .required(format!(">= {need}"))
+            .fix(fixes())];
     };
     // The hard limit is the ceiling; a low soft limit alone is raised by ringway at start.
-    let hard = if l.hard >= need { Status::Pass } else { Status::Fail };
+    let hard = if l.hard >= need {
+        Status::Pass
+    } else {
+        Status::Fail
+    };
     let soft = if l.soft >= need {
         Status::Pass
     } else if l.hard >= need {
@@ -41,8 +63,14 @@ fn nofile(host: &Host, need: u64, fix: u64) -> Vec<Check> {
         Status::Fail
     };
     vec![
-        Check::new(G, "RLIMIT_NOFILE hard", hard).current(fmt_limit(l.hard)).required(format!(">= {need}")).fix(fixes()),
-        Check::new(G, "RLIMIT_NOFILE soft", soft).current(fmt_limit(l.soft)).required(format!(">= {need}")).fix(fixes()),
+        Check::new(G, "RLIMIT_NOFILE hard", hard)
+            .current(fmt_limit(l.hard))
+            .required(format!(">= {need}"))
+            .fix(fixes()),
+        Check::new(G, "RLIMIT_NOFILE soft", soft)
+            .current(fmt_limit(l.soft))
+            .required(format!(">= {need}"))
+            .fix(fixes()),
     ]
 }
 

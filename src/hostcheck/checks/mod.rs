@@ -89,10 +89,13 @@ impl Check {
     }
     /// A missing probe: WARN with "unknown", never a crash.
     pub fn unknown(group: &'static str, name: impl Into<String>, what: &str) -> Check {
-        let c = Check::new(group, name, Status::Warn).current(format!("unknown ({what} not readable)"));
+        let c =
+            Check::new(group, name, Status::Warn).current(format!("unknown ({what} not readable)"));
         if what.starts_with('/') {
             // Files only go missing when procfs/sysfs are not mounted or the sandbox hides them.
-            c.fix([format!("make {what} readable: procfs on /proc, sysfs on /sys, no ProcSubset=pid")])
+            c.fix([format!(
+                "make {what} readable: procfs on /proc, sysfs on /sys, no ProcSubset=pid"
+            )])
         } else {
             c
         }

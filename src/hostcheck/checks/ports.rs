@@ -14,8 +14,13 @@ const RESERVED: &str = "net.ipv4.ip_local_reserved_ports";
 
 pub fn checks(host: &Host, s: &Snapshot, d: &Demand) -> Vec<Check> {
     let Some((lo, hi)) = host.sysctl(RANGE).and_then(|v| parse_range(&v)) else {
-        return vec![Check::unknown(G, RANGE, "/proc/sys/net/ipv4/ip_local_port_range")
-            .sysctl_fix(RANGE, "1024 65535", GENERIC_FILE)];
+        return vec![
+            Check::unknown(G, RANGE, "/proc/sys/net/ipv4/ip_local_port_range").sysctl_fix(
+                RANGE,
+                "1024 65535",
+                GENERIC_FILE,
+            ),
+        ];
     };
     let reserved = host.sysctl(RESERVED).map(|v| parse_ports(&v));
     let mut rows = vec![range_size(lo, hi, reserved.as_deref().unwrap_or(&[]), d)];
@@ -25,12 +30,21 @@ pub fn checks(host: &Host, s: &Snapshot, d: &Demand) -> Vec<Check> {
 
 fn range_size(lo: u16, hi: u16, reserved: &[u16], d: &Demand) -> Check {
     let in_range = reserved.iter().filter(|p| (lo..=hi).contains(*p)).count() as u64;
-    let size = (hi as u64 + 1).saturating_sub(lo as u64).saturating_sub(in_range);
+    let size = (hi as u64 + 1)
+        .saturating_sub(lo as u64)
+        .saturating_sub(in_range);
     let need = d.per_upstream_addr;
-    let status = if size >= need { Status::Pass } else { Status::Fail };
+    let status = if size >= need {
+        Status::Pass
+    } else {
+        Status::Fail
+    };
     Check::new(G, "ephemeral ports per upstream address", status)
         .current(format!("{size} ({lo}-{hi}, {in_range} reserved)"))
-        .required(format!(">= {need} ({} workers x (conns + idle pool))", d.workers))
+        .required(format!(
+            ">= {need} ({} workers x (conns + idle pool))",
+            d.workers
+        ))
         .sysctl_fix(RANGE, "1024 65535", GENERIC_FILE)
 }
 
@@ -43,14 +57,20 @@ fn listen_ports(s: &Snapshot, lo: u16, hi: u16, reserved: Option<&[u16]>) -> Vec
         .map(|p| {
             let name = format!("listen port {p} vs ephemeral range");
             if !(lo..=hi).contains(&p) {
-                return Check::new(G, name, Status::Pass).current(format!("outside {lo}-{hi}")).required("outside range or reserved");
+                return Check::new(G, name, Status::Pass)
+                    .current(format!("outside {lo}-{hi}"))
+                    .required("outside range or reserved");
             }
             let Some(res) = reserved else {
                 return Check::unknown(G, name, "/proc/sys/net/ipv4/ip_local_reserved_ports");
             };
             let ok = res.contains(&p);
             Check::new(G, name, if ok { Status::Pass } else { Status::Fail })
-                .current(if ok { format!("inside {lo}-{hi}, reserved") } else { format!("inside {lo}-{hi}, not reserved") })
+                .current(if ok {
+                    format!("inside {lo}-{hi}, reserved")
+                } else {
+                    format!("inside {lo}-{hi}, not reserved")
+                })
                 .required("outside range or reserved")
                 .sysctl_fix(RESERVED, &add_port(res, p), GENERIC_FILE)
         })

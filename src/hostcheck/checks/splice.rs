@@ -7,6 +7,14 @@ use crate::hostcheck::probe::Host;
 
 pub fn checks(host: &Host, s: &Snapshot) -> Vec<Check> {
     let need = s.pipe_size as u64;
-    vec![super::at_least(host, "splice", "fs.pipe-max-size", need, Status::Fail, 16_777_216u64.max(need), GENERIC_FILE)
-        .required(format!(">= {need} (pipe_size)"))]
+    vec![super::at_least(
+        host,
+        "splice",
+        "fs.pipe-max-size",
+        need,
+        Status::Fail,
+        16_777_216u64.max(need),
+        GENERIC_FILE,
+    )
+    .required(format!(">= {need} (pipe_size)"))]
 }

@@ -19,7 +19,11 @@ pub fn checks(host: &Host, s: &Snapshot, d: &Demand) -> Vec<Check> {
     let kernel = host.read("/proc/sys/kernel/osrelease");
     let version = kernel.as_deref().and_then(kernel_version);
     // Where io_uring is required, anything that stops it is a FAIL; with auto it is a fallback.
-    let short = if s.io_driver == IoDriver::IoUring { Status::Fail } else { Status::Warn };
+    let short = if s.io_driver == IoDriver::IoUring {
+        Status::Fail
+    } else {
+        Status::Warn
+    };
     let probe = host.live().uring();
     vec![
         kernel_row(kernel.as_deref(), version, short),
@@ -45,7 +49,9 @@ fn kernel_row(release: Option<&str>, v: Option<(u32, u32)>, short: Status) -> Ch
     Check::new(G, name, status)
         .current(release.unwrap_or_default())
         .required(">= 6.1 (DEFER_TASKRUN); >= 5.6 works, slower")
-        .fix(["upgrade the kernel to 6.1 or newer (e.g. a current distribution kernel)".to_string()])
+        .fix([
+            "upgrade the kernel to 6.1 or newer (e.g. a current distribution kernel)".to_string(),
+        ])
 }
 
 fn disabled_row(host: &Host, v: Option<(u32, u32)>, short: Status) -> Check {
@@ -57,10 +63,14 @@ fn disabled_row(host: &Host, v: Option<(u32, u32)>, short: Status) -> Check {
             .required("0 (1 allows only io_uring_group, 2 disables io_uring)")
             .sysctl_fix(name, "0", GENERIC_FILE),
         // The knob appeared in 6.6; before that io_uring cannot be switched off this way.
-        None if v.is_some_and(|v| v < (6, 6)) => {
-            Check::new(G, name, Status::Pass).current("absent (kernel < 6.6)").required("0")
-        }
-        None => Check::unknown(G, name, "/proc/sys/kernel/io_uring_disabled").sysctl_fix(name, "0", GENERIC_FILE),
+        None if v.is_some_and(|v| v < (6, 6)) => Check::new(G, name, Status::Pass)
+            .current("absent (kernel < 6.6)")
+            .required("0"),
+        None => Check::unknown(G, name, "/proc/sys/kernel/io_uring_disabled").sysctl_fix(
+            name,
+            "0",
+            GENERIC_FILE,
+        ),
     }
 }
 
@@ -96,12 +106,22 @@ fn memlock_row(host: &Host, v: Option<(u32, u32)>, s: &Snapshot, d: &Demand) -> 
         format!("{LIMITS_FILE}: ringway - memlock 65536"),
     ];
     let Some(l) = host.live().memlock() else {
-        return Check::unknown(G, name, "getrlimit").required(format!(">= {need}")).fix(fixes);
+        return Check::unknown(G, name, "getrlimit")
+            .required(format!(">= {need}"))
+            .fix(fixes);
     };
-    let status = if l.soft >= need { Status::Pass } else { Status::Warn };
+    let status = if l.soft >= need {
+        Status::Pass
+    } else {
+        Status::Warn
+    };
     Check::new(G, name, status)
         .current(fmt_limit(l.soft))
-        .required(format!(">= {need} ({} rings x {} B)", d.workers, ring_bytes(s.ring_entries as u64)))
+        .required(format!(
+            ">= {need} ({} rings x {} B)",
+            d.workers,
+            ring_bytes(s.ring_entries as u64)
+        ))
         .fix(fixes)
 }
 
@@ -111,10 +131,16 @@ fn driver_row(cfg: IoDriver, probe: &Result<(), String>) -> Check {
         (IoDriver::Epoll, _) => (Status::Pass, "epoll (io_driver = \"epoll\")"),
         (_, Ok(())) => (Status::Pass, "io_uring"),
         (IoDriver::Auto, Err(_)) => (Status::Warn, "epoll (io_uring unavailable, auto fallback)"),
-        (IoDriver::IoUring, Err(_)) => (Status::Fail, "none (io_driver = \"io_uring\" but io_uring unavailable)"),
+        (IoDriver::IoUring, Err(_)) => (
+            Status::Fail,
+            "none (io_driver = \"io_uring\" but io_uring unavailable)",
+        ),
     };
     Check::new(G, name, status)
         .current(current)
         .required("io_uring, or epoll by choice")
-        .fix(["fix the ring setup probe above, or set io_driver = \"epoll\" in the config".to_string()])
+        .fix([
+            "fix the ring setup probe above, or set io_driver = \"epoll\" in the config"
+                .to_string(),
+        ])
 }
