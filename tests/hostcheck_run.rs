@@ -79,13 +79,11 @@ fn run_starts_with_host_check_warn() {
     };
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        listening,
-        "ringway did not start: {}",
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("net.core.somaxconn"),
-        "FAIL not logged"
-    );
+    assert!(listening, "ringway did not start: {text}");
+    assert!(text.contains("net.core.somaxconn"), "FAIL not logged: {text}");
 }

@@ -123,7 +123,8 @@ fn tw_recycle(host: &Host) -> Check {
             .required("absent or 0 (breaks clients behind NAT)")
             .fix([
                 format!("sysctl -w {name}=0"),
-                "grep -rn tcp_tw_recycle /etc/sysctl.conf /etc/sysctl.d/  # delete that line".to_string(),
+                "grep -rn tcp_tw_recycle /etc/sysctl.conf /etc/sysctl.d/  # delete that line"
+                    .to_string(),
             ]),
     }
 }
