@@ -85,5 +85,8 @@ fn run_starts_with_host_check_warn() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(listening, "ringway did not start: {text}");
-    assert!(text.contains("net.core.somaxconn"), "FAIL not logged: {text}");
+    assert!(
+        text.contains("net.core.somaxconn"),
+        "FAIL not logged: {text}"
+    );
 }
