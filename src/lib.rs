@@ -18,6 +18,7 @@
 
 pub mod accesslog;
 pub mod config;
+pub mod hostcheck;
 pub mod http;
 pub mod net;
 pub mod proxy;

@@ -31,6 +31,10 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Check this host against what the config needs (fds, ports, TCP, io_uring, CPUs …).
+    Check(ringway::hostcheck::CheckArgs),
+    /// Compare this host with a tuning profile, or apply it.
+    Tune(ringway::hostcheck::TuneArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Check(args) => exit_code(args.run()),
+        Command::Tune(args) => exit_code(args.run()),
+    }
+}
+
+fn exit_code(r: anyhow::Result<i32>) -> ExitCode {
+    match r {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("ringway: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -59,6 +75,16 @@ fn run(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = ringway::hostcheck::probe::raise_nofile_soft() {
+        tracing::warn!("cannot raise the open-file limit: {e}");
+    }
+    if let Err(table) =
+        ringway::hostcheck::startup_check(&snap, &ringway::hostcheck::default_root())
+    {
+        eprintln!("{table}");
+        eprintln!("ringway: host check failed; fix the FAIL rows above or set host_check = \"warn\" in {}", path.display());
+        return ExitCode::FAILURE;
+    }
     match ringway::server::run(snap, Some(path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,0 +1,111 @@
+//! Ephemeral ports: each upstream connection takes a local port from ip_local_port_range, and
+//! ports are unique per destination address, so the range must cover the connections the config
+//! can open to one upstream address. A listening port inside the range can be taken by an
+//! outgoing connection before ringway binds it, unless it is reserved.
+
+use super::{Check, Status, GENERIC_FILE};
+use crate::config::Snapshot;
+use crate::hostcheck::demand::Demand;
+use crate::hostcheck::probe::Host;
+
+const G: &str = "ports";
+const RANGE: &str = "net.ipv4.ip_local_port_range";
+const RESERVED: &str = "net.ipv4.ip_local_reserved_ports";
+
+pub fn checks(host: &Host, s: &Snapshot, d: &Demand) -> Vec<Check> {
+    let Some((lo, hi)) = host.sysctl(RANGE).and_then(|v| parse_range(&v)) else {
+        return vec![
+            Check::unknown(G, RANGE, "/proc/sys/net/ipv4/ip_local_port_range").sysctl_fix(
+                RANGE,
+                "1024 65535",
+                GENERIC_FILE,
+            ),
+        ];
+    };
+    let reserved = host.sysctl(RESERVED).map(|v| parse_ports(&v));
+    let mut rows = vec![range_size(lo, hi, reserved.as_deref().unwrap_or(&[]), d)];
+    rows.extend(listen_ports(s, lo, hi, reserved.as_deref()));
+    rows
+}
+
+fn range_size(lo: u16, hi: u16, reserved: &[u16], d: &Demand) -> Check {
+    let in_range = reserved.iter().filter(|p| (lo..=hi).contains(*p)).count() as u64;
+    let size = (hi as u64 + 1)
+        .saturating_sub(lo as u64)
+        .saturating_sub(in_range);
+    let need = d.per_upstream_addr;
+    let status = if size >= need {
+        Status::Pass
+    } else {
+        Status::Fail
+    };
+    Check::new(G, "ephemeral ports per upstream address", status)
+        .current(format!("{size} ({lo}-{hi}, {in_range} reserved)"))
+        .required(format!(
+            ">= {need} ({} workers x (conns + idle pool))",
+            d.workers
+        ))
+        .sysctl_fix(RANGE, "1024 65535", GENERIC_FILE)
+}
+
+fn listen_ports(s: &Snapshot, lo: u16, hi: u16, reserved: Option<&[u16]>) -> Vec<Check> {
+    let mut ports: Vec<u16> = s.listeners.iter().map(|l| l.addr.port()).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+        .into_iter()
+        .map(|p| {
+            let name = format!("listen port {p} vs ephemeral range");
+            if !(lo..=hi).contains(&p) {
+                return Check::new(G, name, Status::Pass)
+                    .current(format!("outside {lo}-{hi}"))
+                    .required("outside range or reserved");
+            }
+            let Some(res) = reserved else {
+                return Check::unknown(G, name, "/proc/sys/net/ipv4/ip_local_reserved_ports");
+            };
+            let ok = res.contains(&p);
+            Check::new(G, name, if ok { Status::Pass } else { Status::Fail })
+                .current(if ok {
+                    format!("inside {lo}-{hi}, reserved")
+                } else {
+                    format!("inside {lo}-{hi}, not reserved")
+                })
+                .required("outside range or reserved")
+                .sysctl_fix(RESERVED, &add_port(res, p), GENERIC_FILE)
+        })
+        .collect()
+}
+
+fn parse_range(v: &str) -> Option<(u16, u16)> {
+    let mut it = v.split_whitespace().map(|x| x.parse::<u16>());
+    match (it.next()?, it.next()?) {
+        (Ok(a), Ok(b)) if a <= b => Some((a, b)),
+        _ => None,
+    }
+}
+
+/// Parses `80,443,8000-8010` (the kernel's own format).
+pub(crate) fn parse_ports(v: &str) -> Vec<u16> {
+    let mut out = Vec::new();
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) {
+                    out.extend(a..=b);
+                }
+            }
+            None => out.extend(part.parse::<u16>().ok()),
+        }
+    }
+    out
+}
+
+/// The reserved list with `port` added, as one value for sysctl.
+fn add_port(reserved: &[u16], port: u16) -> String {
+    let mut v: Vec<u16> = reserved.to_vec();
+    v.push(port);
+    v.sort_unstable();
+    v.dedup();
+    v.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
+}
