@@ -8,9 +8,7 @@ pub mod units;
 mod snapshot;
 
 pub use model::{HostCheckMode, IoDriver, RawConfig, RelayMode, Workers};
-pub use snapshot::{
-    LimitsSpec, ListenerSpec, RouteSpec, Snapshot, SnapshotHandle, UpstreamSpec,
-};
+pub use snapshot::{LimitsSpec, ListenerSpec, RouteSpec, Snapshot, SnapshotHandle, UpstreamSpec};
 
 use std::fmt;
 use std::path::Path;
@@ -127,7 +125,10 @@ response_timeout = "250ms"
         let text = GOOD.replace("upstream = \"be\"", "upstream = \"nope\"");
         let e = load_str(&text, "bad.toml").unwrap_err();
         assert_eq!(e.key, "routes[0].upstream");
-        assert!(e.message.contains("nope") && e.message.contains("be"), "{e}");
+        assert!(
+            e.message.contains("nope") && e.message.contains("be"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -191,9 +191,9 @@ impl<'de> Deserialize<'de> for Workers {
             N(i64),
             S(String),
         }
-        match W::deserialize(d).map_err(|_| {
-            serde::de::Error::custom("expected \"auto\" or a positive worker count")
-        })? {
+        match W::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected \"auto\" or a positive worker count"))?
+        {
             W::N(n) if n >= 1 => Ok(Workers::Count(n as usize)),
             W::S(s) if s == "auto" => Ok(Workers::Auto),
             _ => Err(serde::de::Error::custom(

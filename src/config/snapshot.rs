@@ -80,7 +80,10 @@ impl Snapshot {
             message,
         };
         if raw.listeners.is_empty() {
-            return Err(err("listeners".into(), "expected at least one [[listeners]] table".into()));
+            return Err(err(
+                "listeners".into(),
+                "expected at least one [[listeners]] table".into(),
+            ));
         }
         if !(8..=32768).contains(&raw.ring_entries) {
             return Err(err(
@@ -117,7 +120,10 @@ impl Snapshot {
             if upstreams.iter().any(|x: &UpstreamSpec| x.name == u.name) {
                 return Err(err(
                     format!("upstreams[{i}].name"),
-                    format!("upstream name {:?} is used twice; expected unique names", u.name),
+                    format!(
+                        "upstream name {:?} is used twice; expected unique names",
+                        u.name
+                    ),
                 ));
             }
             if u.servers.is_empty() {
@@ -130,7 +136,9 @@ impl Snapshot {
                 .servers
                 .iter()
                 .enumerate()
-                .map(|(j, s)| parse_addr(s).map_err(|m| err(format!("upstreams[{i}].servers[{j}]"), m)))
+                .map(|(j, s)| {
+                    parse_addr(s).map_err(|m| err(format!("upstreams[{i}].servers[{j}]"), m))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             upstreams.push(UpstreamSpec {
                 name: u.name.clone(),
@@ -154,7 +162,11 @@ impl Snapshot {
                         format!(
                             "no upstream named {:?}; expected one of: {}",
                             r.upstream,
-                            if known.is_empty() { "(none defined)".to_string() } else { known.join(", ") }
+                            if known.is_empty() {
+                                "(none defined)".to_string()
+                            } else {
+                                known.join(", ")
+                            }
                         ),
                     )
                 })?;
@@ -171,7 +183,9 @@ impl Snapshot {
                         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphabetic()) {
                             return Err(err(
                                 format!("routes[{i}].methods[{j}]"),
-                                format!("expected an HTTP method name such as \"GET\", got {name:?}"),
+                                format!(
+                                    "expected an HTTP method name such as \"GET\", got {name:?}"
+                                ),
                             ));
                         }
                     }
@@ -267,7 +281,10 @@ impl SnapshotHandle {
     }
 
     pub fn load(&self) -> Arc<Snapshot> {
-        self.current.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Installs a new snapshot; connections accepted afterwards use it.

@@ -82,8 +82,14 @@ mod tests {
     use super::*;
     #[test]
     fn units() {
-        assert_eq!(parse_duration("250ms"), Some(std::time::Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Some(std::time::Duration::from_secs(120)));
+        assert_eq!(
+            parse_duration("250ms"),
+            Some(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_duration("2m"),
+            Some(std::time::Duration::from_secs(120))
+        );
         assert_eq!(parse_duration("2 weeks"), None);
         assert_eq!(parse_size("64KiB"), Some(65536));
         assert_eq!(parse_size("1MiB"), Some(1 << 20));
