@@ -256,3 +256,16 @@ fn stop_closes_the_port() {
     b.stop();
     assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err());
 }
+
+#[test]
+fn stop_drops_open_connections() {
+    let b = backend();
+    let mut idle = Conn::connect(b.addr);
+    idle.request(b"GET / HTTP/1.1\r\n\r\n");
+    let mut sse = Conn::connect(b.addr);
+    sse.send(b"GET /sse?count=1000&interval_ms=50 HTTP/1.1\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(50));
+    b.stop();
+    assert!(idle.is_closed(Duration::from_secs(2)));
+    assert!(sse.is_closed(Duration::from_secs(2)));
+}

@@ -206,6 +206,11 @@ async fn write_generated(
 ) -> io::Result<()> {
     let mut at = from;
     let end = from + n;
+    // Big bodies get the full write buffer once; small ones never grow it.
+    let want = OUT_BUF + PIECE + 32;
+    if n > PIECE as u64 && io.out.capacity() < want {
+        io.out.reserve_exact(want - io.out.len());
+    }
     while at < end {
         let len = ((end - at) as usize).min(PIECE);
         let bytes = match fill {
@@ -215,9 +220,6 @@ async fn write_generated(
                 &PATTERN[k..k + len]
             }
         };
-        if io.out.capacity() < OUT_BUF + PIECE {
-            io.out.reserve(OUT_BUF + PIECE - io.out.len());
-        }
         if chunk {
             let _ = write!(io.out, "{len:x}\r\n");
         }

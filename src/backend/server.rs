@@ -1,8 +1,11 @@
 //! Listeners and worker threads: one monoio runtime per thread, each with its
 //! own SO_REUSEPORT listener, accepting and spawning a task per connection.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -78,22 +81,67 @@ async fn accept_loop(spec: WorkerSpec) -> io::Result<()> {
         fixed_size: spec.fixed_size,
         stats: spec.stats,
     });
+    let open = Rc::new(OpenConns::default());
     loop {
         let accepted = listener.accept().await;
         // `stop` shuts the listener down, which wakes this accept with an error.
         if spec.stop.load(Ordering::Acquire) {
+            open.shut_all().await;
             return Ok(());
         }
         match accepted {
             Ok((stream, _peer)) => {
                 ctx.stats.accepted.fetch_add(1, Ordering::Relaxed);
-                monoio::spawn(handlers::serve(stream, ctx.clone()));
+                let id = open.add(stream.as_raw_fd());
+                let (ctx, open) = (ctx.clone(), open.clone());
+                monoio::spawn(async move {
+                    handlers::serve(stream, ctx).await;
+                    // The stream is closed by now; forget its fd on this same thread.
+                    open.remove(id);
+                });
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 tracing::warn!(error = %e, "backend accept failed");
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
+        }
+    }
+}
+
+/// The worker's open connections. Dropping a monoio runtime does not drop its
+/// tasks, so on stop the sockets are shut down to make every task finish.
+#[derive(Default)]
+struct OpenConns {
+    next: Cell<u64>,
+    fds: RefCell<HashMap<u64, RawFd>>,
+}
+
+impl OpenConns {
+    fn add(&self, fd: RawFd) -> u64 {
+        let id = self.next.get();
+        self.next.set(id + 1);
+        self.fds.borrow_mut().insert(id, fd);
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        self.fds.borrow_mut().remove(&id);
+    }
+
+    /// Shuts every open socket down, then gives the tasks a bounded time to end
+    /// (a `/delay` sleeping past it is left behind with a dead socket).
+    async fn shut_all(&self) {
+        for &fd in self.fds.borrow().values() {
+            // SAFETY: fds are removed on this thread as soon as their stream
+            // closes, so each one is still the connection it was registered as.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        }
+        for _ in 0..200 {
+            if self.fds.borrow().is_empty() {
+                return;
+            }
+            monoio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }
