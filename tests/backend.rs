@@ -269,3 +269,31 @@ fn stop_drops_open_connections() {
     assert!(idle.is_closed(Duration::from_secs(2)));
     assert!(sse.is_closed(Duration::from_secs(2)));
 }
+
+#[test]
+fn config_helpers_build_valid_configs() {
+    let backend: std::net::SocketAddr = "127.0.0.1:9000".parse().unwrap();
+    let port = common::free_port();
+    let text = common::config(port, backend, "drain_timeout = \"1s\"");
+    ringway::config::load_str(&text, "test.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(
+        common::first_address(&text),
+        Some(([127, 0, 0, 1], port).into())
+    );
+    let text = common::config_with(port, backend, "", "max_idle = 4", "strip_prefix = true");
+    ringway::config::load_str(&text, "test.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+}
+
+/// Exercises the `Gateway` helper's failure path: a refused config must come
+/// back as an error carrying the log, quickly, never a hang.
+#[test]
+fn gateway_helper_reports_an_early_exit() {
+    let port = common::free_port();
+    let text = common::config(port, "127.0.0.1:9".parse().unwrap(), "no_such_key = 1");
+    let started = Instant::now();
+    let err = common::Gateway::try_start(&text)
+        .err()
+        .expect("bad config must not start");
+    assert!(err.contains("exited early"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
