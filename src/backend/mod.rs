@@ -175,11 +175,16 @@ impl BackendArgs {
             fixed_size: self.size,
             threads: self.threads,
         };
+        let threads = opts.threads.max(1);
+        let mut backend = Backend::start(opts)
+            .map_err(|e| anyhow::anyhow!("backend cannot listen on {}: {e}", self.listen))?;
         eprintln!(
-            "ringway backend listening on {} ({} thread(s))",
-            self.listen, opts.threads
+            "ringway backend listening on {} ({threads} thread(s))",
+            backend.addr
         );
-        run_forever(opts).map_err(|e| anyhow::anyhow!("backend on {}: {e}", self.listen))?;
+        backend
+            .join()
+            .map_err(|e| anyhow::anyhow!("backend on {} failed: {e}", backend.addr))?;
         Ok(0)
     }
 }

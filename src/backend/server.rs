@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -40,15 +40,38 @@ pub struct WorkerSpec {
     pub stop: Arc<AtomicBool>,
 }
 
+/// Starts a worker and waits until its runtime is serving the listener, so a
+/// worker that cannot start fails `Backend::start` instead of leaving a port
+/// that accepts connections nobody answers.
 pub fn spawn(index: usize, spec: WorkerSpec) -> io::Result<JoinHandle<io::Result<()>>> {
-    std::thread::Builder::new()
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let handle = std::thread::Builder::new()
         .name(format!("backend-{index}"))
-        .spawn(move || run_worker(spec))
+        .spawn(move || run_worker(spec, ready_tx))?;
+    match ready_rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => {
+            let _ = handle.join();
+            Err(e)
+        }
+        Err(_) => Err(io::Error::other(format!(
+            "backend worker {index} did not start"
+        ))),
+    }
 }
 
-fn run_worker(spec: WorkerSpec) -> io::Result<()> {
-    let mut rt = build_runtime()?;
-    rt.block_on(accept_loop(spec))
+fn run_worker(spec: WorkerSpec, ready: mpsc::Sender<io::Result<()>>) -> io::Result<()> {
+    let mut rt = match build_runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(io::Error::new(
+                e.kind(),
+                format!("backend runtime: {e}"),
+            )));
+            return Err(e);
+        }
+    };
+    rt.block_on(accept_loop(spec, ready))
 }
 
 /// io_uring with the ring flags measured to cut kernel time (design notes),
@@ -75,8 +98,18 @@ fn build_runtime() -> io::Result<
     }
 }
 
-async fn accept_loop(spec: WorkerSpec) -> io::Result<()> {
-    let listener = monoio::net::TcpListener::from_std(spec.listener.into())?;
+async fn accept_loop(spec: WorkerSpec, ready: mpsc::Sender<io::Result<()>>) -> io::Result<()> {
+    let listener = match monoio::net::TcpListener::from_std(spec.listener.into()) {
+        Ok(listener) => listener,
+        Err(e) => {
+            let _ = ready.send(Err(io::Error::new(
+                e.kind(),
+                format!("backend listener: {e}"),
+            )));
+            return Err(e);
+        }
+    };
+    let _ = ready.send(Ok(()));
     let ctx = Rc::new(Ctx {
         fixed_size: spec.fixed_size,
         stats: spec.stats,
