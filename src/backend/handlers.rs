@@ -102,15 +102,7 @@ async fn respond(io: &mut ConnIo, ctx: &Ctx, head: &RequestHead) -> io::Result<b
         return echo(io, head, &mut body).await;
     }
     if head.endpoint == Endpoint::Headers {
-        // Answer before the body: the head bytes are about to be consumed.
-        let len = head.head_len as u64;
-        write_head(&mut io.out, head, 200, &[TEXT], Framing::Length(len));
-        if head.method != Method::Head {
-            io.copy_to_out(head.head_len);
-        }
-        io.consume(head.head_len);
-        io.discard_body(&mut body).await?;
-        return Ok(head.keep_alive);
+        return headers(io, head, &mut body).await;
     }
     io.consume(head.head_len);
     io.discard_body(&mut body).await?;
@@ -133,6 +125,19 @@ async fn respond(io: &mut ConnIo, ctx: &Ctx, head: &RequestHead) -> io::Result<b
 }
 
 const TEXT: (&str, &str) = ("Content-Type", "text/plain");
+
+/// `/headers`: the request head as received. Answered before the request body
+/// is read, because reading may move or overwrite the head bytes.
+async fn headers(io: &mut ConnIo, req: &RequestHead, body: &mut BodyState) -> io::Result<bool> {
+    let len = req.head_len as u64;
+    write_head(&mut io.out, req, 200, &[TEXT], Framing::Length(len));
+    if req.method != Method::Head {
+        io.copy_to_out(req.head_len);
+    }
+    io.consume(req.head_len);
+    io.discard_body(body).await?;
+    Ok(req.keep_alive)
+}
 
 /// Status line, extra headers, framing header, connection header, blank line.
 fn write_head(
