@@ -17,6 +17,7 @@
 //! which a reload swaps.
 
 pub mod accesslog;
+pub mod backend;
 pub mod config;
 pub mod hostcheck;
 pub mod http;

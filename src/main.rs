@@ -35,6 +35,8 @@ enum Command {
     Check(ringway::hostcheck::CheckArgs),
     /// Compare this host with a tuning profile, or apply it.
     Tune(ringway::hostcheck::TuneArgs),
+    /// Run the built-in test backend (fixed body, echo, sizes, SSE …) for benchmarks.
+    Backend(ringway::backend::BackendArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         },
         Command::Check(args) => exit_code(args.run()),
         Command::Tune(args) => exit_code(args.run()),
+        Command::Backend(args) => exit_code(args.run()),
     }
 }
 
