@@ -19,6 +19,7 @@
 pub mod accesslog;
 pub mod backend;
 pub mod config;
+pub mod demo;
 pub mod hostcheck;
 pub mod http;
 pub mod net;

@@ -31,6 +31,12 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Run the gateway in front of a built-in backend, with no config file.
+    Demo {
+        /// Address the demo gateway listens on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
     /// Check this host against what the config needs (fds, ports, TCP, io_uring, CPUs …).
     Check(ringway::hostcheck::CheckArgs),
     /// Compare this host with a tuning profile, or apply it.
@@ -54,6 +60,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Demo { listen } => exit_code(ringway::demo::run(listen).map(|()| 0)),
         Command::Check(args) => exit_code(args.run()),
         Command::Tune(args) => exit_code(args.run()),
         Command::Backend(args) => exit_code(args.run()),
