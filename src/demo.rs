@@ -44,7 +44,10 @@ pub fn run(listen: SocketAddr) -> anyhow::Result<()> {
         .replace("{backend}", &backend.addr.to_string());
     let snap = config::load_str(&text, "<demo>").map_err(anyhow::Error::msg)?;
     let base = format!("http://{listen}");
-    println!("ringway demo: gateway on {base}, built-in backend on {}", backend.addr);
+    println!(
+        "ringway demo: gateway on {base}, built-in backend on {}",
+        backend.addr
+    );
     println!("try:");
     println!("  curl -i {base}/                          # 50-byte body from the backend");
     println!("  curl -s {base}/size/1048576 | wc -c      # 1 MiB body");
