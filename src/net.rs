@@ -100,7 +100,37 @@ pub async fn write_all<S: AsyncWriteRent, B: IoBuf>(s: &mut S, buf: B) -> (io::R
 }
 
 /// Runs `f` with a deadline; `None` on timeout. The future is dropped on timeout, so only use
-/// it where the connection is abandoned afterwards.
-pub async fn with_timeout<F: std::future::Future>(dur: Duration, f: F) -> Option<F::Output> {
-    monoio::time::timeout(dur, f).await.ok()
+/// it where the connection is abandoned afterwards (or where dropping loses nothing, such as a
+/// readiness wait). A plain function rather than an `async fn` so the future is not moved
+/// into one more state machine on every I/O.
+#[inline]
+pub fn with_timeout<F: std::future::Future>(dur: Duration, f: F) -> OkTimeout<F> {
+    OkTimeout(monoio::time::timeout(dur, f))
+}
+
+/// [`monoio::time::Timeout`] with the elapsed error turned into `None`.
+pub struct OkTimeout<F>(monoio::time::Timeout<F>);
+
+impl<F: std::future::Future> std::future::Future for OkTimeout<F> {
+    type Output = Option<F::Output>;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        // SAFETY: structural pinning of the only field; it is never moved out.
+        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
+        inner.poll(cx).map(Result::ok)
+    }
+}
+
+/// Sets TCP_USER_TIMEOUT: unacknowledged or unsendable (zero-window) data older than `d` fails
+/// the connection, which makes it the write timeout for every write on the socket.
+pub fn set_user_timeout<T: AsRawFd>(s: &T, d: Duration) {
+    // SAFETY: the fd is open for the lifetime of `s`; BorrowedFd does not outlive this call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(s.as_raw_fd()) };
+    if let Err(e) = socket2::SockRef::from(&fd).set_tcp_user_timeout(Some(d)) {
+        tracing::debug!(error = %e, "TCP_USER_TIMEOUT not set");
+    }
 }

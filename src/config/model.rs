@@ -124,6 +124,10 @@ pub struct Listener {
     /// How long an idle keep-alive client connection is kept.
     #[serde(default = "defaults::keepalive_timeout")]
     pub keepalive_timeout: Duration,
+    /// A client that reads nothing of a response for this long is disconnected (enforced by the
+    /// kernel through TCP_USER_TIMEOUT, so writes need no timer of their own).
+    #[serde(default = "defaults::send_timeout")]
+    pub send_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -225,6 +229,9 @@ mod defaults {
     }
     pub fn keepalive_timeout() -> Duration {
         Duration::from_secs(75)
+    }
+    pub fn send_timeout() -> Duration {
+        Duration::from_secs(60)
     }
     pub fn connect_timeout() -> Duration {
         Duration::from_secs(3)

@@ -43,6 +43,7 @@ pub struct ListenerSpec {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub keepalive_timeout: Duration,
+    pub send_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +112,7 @@ impl Snapshot {
                     max_connections: l.max_connections,
                     header_timeout: l.header_timeout.0,
                     keepalive_timeout: l.keepalive_timeout.0,
+                    send_timeout: l.send_timeout.0,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -1,10 +1,10 @@
 //! The HTTP/1.1 connection loop: wait for a request head, run the exchange, repeat while both
 //! sides keep the connection; hand upgraded connections to the tunnel relay.
 //!
-//! Idle connections do not park a buffer: after a short hot wait with the buffers held (cheap
-//! under load: one read per request), the buffers go back to the worker's pool and the
-//! connection waits for readiness alone, so 10,000 idle keep-alive clients cost only their
-//! task and socket.
+//! Idle connections mostly do not park a buffer: beyond a small number per worker that wait
+//! with their buffers (cheap under load: one read per request), idle connections give the
+//! buffers back to the worker's pool and wait for readiness alone, so 10,000 idle keep-alive
+//! clients cost little more than their task and socket.
 
 use std::mem::take;
 use std::rc::Rc;
@@ -12,15 +12,15 @@ use std::time::Duration;
 
 use crate::http::head::HeadLimits;
 use crate::http::parse_request;
-use crate::net::{read_append_timeout, with_timeout, write_all, Read, Stream};
+use crate::net::{read_append, read_append_timeout, with_timeout, write_all, Read, Stream};
 use crate::relay::tunnel;
 
 use super::errors::error_response;
 use super::exchange::{exchange, Next};
 use super::state::{Buffers, ConnInfo, WorkerState};
 
-/// How long an idle connection keeps its buffers before waiting for readiness without them.
-const HOT_IDLE: Duration = Duration::from_millis(500);
+/// Idle connections per worker that may wait holding their buffers (≈ 48 KiB each).
+const HOT_IDLE_MAX: usize = 128;
 
 enum Head {
     Ready,
@@ -114,38 +114,51 @@ async fn next_head<S: Stream>(
         }
         // Part of a head is here: the rest must come within the header timeout.
         let b = bufs.as_mut().expect("partial head implies buffers");
-        let (r, buf) = read_append_timeout(client, take(&mut b.cbuf), info.header_timeout).await;
-        b.cbuf = buf;
-        match r {
-            Ok(Read::Data(_)) => {}
-            Ok(Read::Timeout) => return Head::Reject(408, "request head timeout"),
-            _ => return Head::Closed,
+        match with_timeout(info.header_timeout, read_append(client, take(&mut b.cbuf))).await {
+            Some((Ok(n), buf)) if n > 0 => b.cbuf = buf,
+            Some(_) => return Head::Closed,
+            None => {
+                b.cbuf = Vec::with_capacity(1024);
+                return Head::Reject(408, "request head timeout");
+            }
         }
     }
 }
 
 /// Waits up to `wait` for the first bytes of a request. Returns false when the connection
 /// should close (timeout, EOF, error).
+///
+/// While few connections are idle, a connection waits with its buffers and a plain read: one
+/// op per request, and a timeout simply closes it (no cancellation to await). Past
+/// `HOT_IDLE_MAX` idle connections per worker, further ones give their buffers back and wait
+/// for readiness alone, so memory stays bounded however many clients sit idle.
 async fn idle_wait<S: Stream>(
     client: &mut S,
     bufs: &mut Option<Box<Buffers>>,
     w: &WorkerState,
     wait: Duration,
 ) -> bool {
-    let hot = wait.min(HOT_IDLE);
-    let b = bufs.get_or_insert_with(|| w.take_buffers());
-    let (r, buf) = read_append_timeout(client, take(&mut b.cbuf), hot).await;
-    b.cbuf = buf;
-    match r {
-        Ok(Read::Data(_)) => return true,
-        Ok(Read::Timeout) if wait > hot => {}
-        _ => return false,
+    if w.hot_idle.get() < HOT_IDLE_MAX {
+        let b = bufs.get_or_insert_with(|| w.take_buffers());
+        w.hot_idle.set(w.hot_idle.get() + 1);
+        let r = with_timeout(wait, read_append(client, take(&mut b.cbuf))).await;
+        w.hot_idle.set(w.hot_idle.get() - 1);
+        return match r {
+            Some((Ok(n), buf)) if n > 0 => {
+                b.cbuf = buf;
+                true
+            }
+            // On timeout the cancelled read keeps the buffer: these buffers are not reused.
+            _ => {
+                *bufs = None;
+                false
+            }
+        };
     }
-    // Cold: give the buffers back and wait for readiness only.
     if let Some(b) = bufs.take() {
         w.put_buffers(b);
     }
-    match with_timeout(wait - hot, client.wait_readable()).await {
+    match with_timeout(wait, client.wait_readable()).await {
         Some(Ok(())) => {}
         _ => return false,
     }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use monoio::net::TcpStream;
 
 use crate::accesslog::Entry;
-use crate::http::head::Span;
+use crate::http::head::HeaderRef;
 use crate::http::{parse_response, BodyKind, ChunkedDecoder, ChunkedOutput};
 use crate::net::{read_append, with_timeout, write_all, Stream};
 use crate::upstream::{ConnectError, UpConn};
@@ -130,7 +130,11 @@ async fn forward<S: Stream>(
     let mut attempt = 0;
     let mut conn = loop {
         attempt += 1;
-        let conn = match g.pools.get(route.upstream, route.connect_timeout).await {
+        let conn = match g
+            .pools
+            .get(route.upstream, route.connect_timeout, attempt > 1)
+            .await
+        {
             Ok(c) => c,
             Err(ConnectError::Failed(_, _)) => {
                 return reply(client, b, f, 502, "upstream unavailable", false).await
@@ -141,7 +145,7 @@ async fn forward<S: Stream>(
         };
         f.upstream = Some(conn.addr);
         let mut conn = conn;
-        match send_request(client, &mut conn.stream, b, &mut body, info, timeout).await {
+        match send_request(client, &mut conn.stream, b, &mut body, info).await {
             Ok(()) => {}
             Err(e) if e.is_upstream() && conn.reused && retryable && attempt == 1 => continue,
             Err(SendError::Client) => return Next::Close,
@@ -196,30 +200,29 @@ fn build_upstream_head(
     out.extend_from_slice(lead);
     out.extend_from_slice(rest);
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (i, h) in req.headers.iter().enumerate() {
-        if h.hop {
-            continue;
-        }
-        put_field(out, buf, h.name, h.value);
-        if Some(i) == req.forwarded_for {
-            out.truncate(out.len() - 2);
-            let _ = write!(out, ", {}\r\n", info.peer_ip);
-        }
+    copy_fields(out, buf, &req.headers, req.head_len, |i, h| {
+        h.hop || Some(i) == req.forwarded_for
+    });
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if let Some(i) = req.forwarded_for {
+        out.extend_from_slice(req.headers[i].value.get(buf));
+        out.extend_from_slice(b", ");
     }
-    if req.forwarded_for.is_none() {
-        let _ = write!(out, "x-forwarded-for: {}\r\n", info.peer_ip);
-    }
-    let _ = write!(
-        out,
-        "x-forwarded-proto: {}\r\nvia: 1.{} ringway\r\n",
-        info.proto, req.minor
-    );
+    out.extend_from_slice(info.peer_ip.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(b"x-forwarded-proto: ");
+    out.extend_from_slice(info.proto.as_bytes());
+    out.extend_from_slice(if req.minor == 0 {
+        b"\r\nvia: 1.0 ringway\r\n"
+    } else {
+        b"\r\nvia: 1.1 ringway\r\n"
+    });
     if req.host.is_none() {
         let _ = write!(out, "host: {server}\r\n");
     }
     match req.body {
         BodyKind::Length(n) => {
-            let _ = write!(out, "content-length: {n}\r\n");
+            put_length(out, n);
         }
         BodyKind::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         _ => {}
@@ -232,11 +235,41 @@ fn build_upstream_head(
     out.extend_from_slice(b"\r\n");
 }
 
-fn put_field(out: &mut Vec<u8>, buf: &[u8], name: Span, value: Span) {
-    out.extend_from_slice(name.get(buf));
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value.get(buf));
+fn push_num(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+fn put_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"content-length: ");
+    push_num(out, n);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Copies forwarded header lines verbatim, one run of consecutive fields at a time (a field's
+/// line ends where the next begins; the last ends at the head's final CRLF). `skip` picks the
+/// fields left out: hop-by-hop ones, or those the caller rewrites.
+fn copy_fields(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    headers: &[HeaderRef],
+    head_len: usize,
+    skip: impl Fn(usize, &HeaderRef) -> bool,
+) {
+    let mut run: Option<usize> = None;
+    for (i, h) in headers.iter().enumerate() {
+        let start = h.name.start as usize;
+        match (skip(i, h), run) {
+            (true, Some(from)) => {
+                out.extend_from_slice(&buf[from..start]);
+                run = None;
+            }
+            (false, None) => run = Some(start),
+            _ => {}
+        }
+    }
+    if let Some(from) = run {
+        out.extend_from_slice(&buf[from..head_len - 2]);
+    }
 }
 
 /// Progress of the request body toward the upstream.
@@ -254,7 +287,6 @@ enum SendError {
     BadChunk,
     TooLarge,
     UpstreamIo,
-    UpstreamTimeout,
 }
 
 impl SendError {
@@ -267,7 +299,6 @@ impl SendError {
             SendError::ClientTimeout => 408,
             SendError::TooLarge => 413,
             SendError::UpstreamIo => 502,
-            SendError::UpstreamTimeout => 504,
         }
     }
     fn message(self) -> &'static str {
@@ -276,7 +307,6 @@ impl SendError {
             SendError::ClientTimeout => "request body timeout",
             SendError::TooLarge => "request body too large",
             SendError::UpstreamIo => "upstream closed the connection",
-            SendError::UpstreamTimeout => "upstream timeout",
         }
     }
 }
@@ -338,9 +368,8 @@ async fn send_request<S: Stream>(
     b: &mut Buffers,
     body: &mut RequestBody,
     info: &ConnInfo,
-    timeout: Duration,
 ) -> Result<(), SendError> {
-    upstream_write(up, b, timeout).await?;
+    upstream_write(up, b).await?;
     if body.complete() {
         return Ok(());
     }
@@ -366,23 +395,16 @@ async fn send_request<S: Stream>(
         }
         b.out.clear();
         body.consume(b, u64::MAX)?;
-        upstream_write(up, b, timeout).await?;
+        upstream_write(up, b).await?;
     }
     Ok(())
 }
 
-async fn upstream_write(
-    up: &mut TcpStream,
-    b: &mut Buffers,
-    timeout: Duration,
-) -> Result<(), SendError> {
-    match with_timeout(timeout, write_all(up, take(&mut b.out))).await {
-        Some((r, out)) => {
-            b.out = out;
-            r.map_err(|_| SendError::UpstreamIo)
-        }
-        None => Err(SendError::UpstreamTimeout),
-    }
+/// Writes need no timer: TCP_USER_TIMEOUT on the socket fails a write the peer never takes.
+async fn upstream_write(up: &mut TcpStream, b: &mut Buffers) -> Result<(), SendError> {
+    let (r, out) = write_all(up, take(&mut b.out)).await;
+    b.out = out;
+    r.map_err(|_| SendError::UpstreamIo)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -462,7 +484,7 @@ async fn read_head(
         let had = b.ubuf.len();
         let Some((r, buf)) = with_timeout(timeout, read_append(up, take(&mut b.ubuf))).await else {
             // The cancelled read kept the buffer; this connection is abandoned anyway.
-            b.ubuf = Vec::with_capacity(64 * 1024);
+            b.ubuf = Vec::with_capacity(16 * 1024);
             return Err(HeadFail::Timeout);
         };
         b.ubuf = buf;
@@ -487,23 +509,21 @@ enum ClientFraming {
 fn build_client_head(b: &mut Buffers, framing: ClientFraming, keep: bool) {
     let (buf, resp, out) = (&b.ubuf, &b.resp, &mut b.out);
     out.clear();
-    let _ = write!(out, "HTTP/1.1 {} ", resp.status);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_num(out, resp.status as u64);
+    out.push(b' ');
     out.extend_from_slice(resp.reason.get(buf));
     out.extend_from_slice(b"\r\n");
-    for h in &resp.headers {
-        if !h.hop {
-            put_field(out, buf, h.name, h.value);
-        }
-    }
+    copy_fields(out, buf, &resp.headers, resp.head_len, |_, h| h.hop);
     match framing {
         ClientFraming::Length(n) => {
-            let _ = write!(out, "content-length: {n}\r\n");
+            put_length(out, n);
         }
         ClientFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         ClientFraming::None => {
             if let Some(n) = resp.declared_length {
                 // HEAD and 304 describe the body they would have had.
-                let _ = write!(out, "content-length: {n}\r\n");
+                put_length(out, n);
             }
         }
         ClientFraming::Close => {}
@@ -571,13 +591,13 @@ async fn respond<S: Stream>(
     let mut relay = ResponseBody::new(b.resp.body, http10);
     let start = b.resp.head_len;
     relay.consume(b, start, f)?;
-    client_write(client, b, timeout).await?;
+    client_write(client, b).await?;
     while !relay.done {
         b.ubuf.clear();
         let Some((r, buf)) =
             with_timeout(timeout, read_append(&mut up.stream, take(&mut b.ubuf))).await
         else {
-            b.ubuf = Vec::with_capacity(64 * 1024);
+            b.ubuf = Vec::with_capacity(16 * 1024);
             return Err(());
         };
         b.ubuf = buf;
@@ -590,7 +610,7 @@ async fn respond<S: Stream>(
         }
         b.out.clear();
         relay.consume(b, 0, f)?;
-        client_write(client, b, timeout).await?;
+        client_write(client, b).await?;
     }
     Ok(Keep {
         client: keep_client,
@@ -598,25 +618,15 @@ async fn respond<S: Stream>(
     })
 }
 
-async fn client_write<S: Stream>(
-    client: &mut S,
-    b: &mut Buffers,
-    timeout: Duration,
-) -> Result<(), ()> {
+/// Untimed for the same reason as [`upstream_write`]: the listener's send_timeout is the
+/// socket's TCP_USER_TIMEOUT.
+async fn client_write<S: Stream>(client: &mut S, b: &mut Buffers) -> Result<(), ()> {
     if b.out.is_empty() {
         return Ok(());
     }
-    match with_timeout(timeout, write_all(client, take(&mut b.out))).await {
-        Some((Ok(()), out)) => {
-            b.out = out;
-            Ok(())
-        }
-        Some((Err(_), out)) => {
-            b.out = out;
-            Err(())
-        }
-        None => Err(()),
-    }
+    let (r, out) = write_all(client, take(&mut b.out)).await;
+    b.out = out;
+    r.map_err(|_| ())
 }
 
 /// Progress of the response body toward the client.

@@ -48,6 +48,8 @@ pub struct WorkerState {
     /// Requests between a complete head and the end of their response.
     pub in_flight: Cell<usize>,
     pub open_connections: Cell<usize>,
+    /// Idle connections currently waiting with buffers (see `proxy::conn`).
+    pub hot_idle: Cell<usize>,
 }
 
 /// Free buffer sets kept for reuse; more than this go back to the allocator.
@@ -66,6 +68,7 @@ impl WorkerState {
             draining: Cell::new(false),
             in_flight: Cell::new(0),
             open_connections: Cell::new(0),
+            hot_idle: Cell::new(0),
         }
     }
 
@@ -119,7 +122,7 @@ impl Buffers {
         Buffers {
             cbuf: Vec::with_capacity(16 * 1024),
             cpos: 0,
-            ubuf: Vec::with_capacity(64 * 1024),
+            ubuf: Vec::with_capacity(16 * 1024),
             out: Vec::with_capacity(16 * 1024),
             req: RequestHead::default(),
             resp: ResponseHead::default(),

@@ -35,6 +35,8 @@ struct UpstreamPool {
     next: Cell<usize>,
     max_idle: usize,
     idle_timeout: Duration,
+    /// Unacknowledged writes older than this fail (TCP_USER_TIMEOUT): the write timeout.
+    send_timeout: Duration,
 }
 
 /// Why no connection could be had.
@@ -68,23 +70,26 @@ impl Pools {
                     next: Cell::new(0),
                     max_idle: u.max_idle,
                     idle_timeout: u.idle_timeout,
+                    send_timeout: u.response_timeout,
                 })
             })
             .collect();
         Pools { upstreams }
     }
 
-    /// An idle pooled connection to the next server in turn, or a new one.
+    /// An idle pooled connection to the next server in turn, or a new one (always new when
+    /// `fresh`: the retry after a stale pooled connection must not meet another stale one).
     pub async fn get(
         &self,
         upstream: usize,
         connect_timeout: Duration,
+        fresh: bool,
     ) -> Result<UpConn, ConnectError> {
-        let (server, addr) = {
+        let (server, addr, send_timeout) = {
             let mut p = self.upstreams[upstream].borrow_mut();
             let i = p.next.get();
             p.next.set((i + 1) % p.servers.len());
-            if let Some(stream) = p.take_idle(i) {
+            if let Some(stream) = p.take_idle(i).filter(|_| !fresh) {
                 let addr = p.servers[i].addr;
                 return Ok(UpConn {
                     stream,
@@ -93,28 +98,13 @@ impl Pools {
                     reused: true,
                 });
             }
-            (i, p.servers[i].addr)
+            (i, p.servers[i].addr, p.send_timeout)
         };
-        let stream = connect(addr, connect_timeout).await?;
+        let stream = connect(addr, connect_timeout, send_timeout).await?;
         Ok(UpConn {
             stream,
             server,
             addr,
-            reused: false,
-        })
-    }
-
-    /// A new connection to the same server (used for the one retry after a stale pooled one).
-    pub async fn reconnect(
-        &self,
-        conn: &UpConn,
-        connect_timeout: Duration,
-    ) -> Result<UpConn, ConnectError> {
-        let stream = connect(conn.addr, connect_timeout).await?;
-        Ok(UpConn {
-            stream,
-            server: conn.server,
-            addr: conn.addr,
             reused: false,
         })
     }
@@ -173,11 +163,16 @@ impl UpstreamPool {
     }
 }
 
-async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
+async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    send_timeout: Duration,
+) -> Result<TcpStream, ConnectError> {
     match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
         Ok(Ok(s)) => {
-            // Accepted sockets inherit NODELAY from the listener; connected ones need it set.
+            // Accepted sockets inherit these from the listener; connected ones need them set.
             let _ = s.set_nodelay(true);
+            crate::net::set_user_timeout(&s, send_timeout);
             Ok(s)
         }
         Ok(Err(e)) => Err(ConnectError::Failed(addr, e)),
