@@ -83,6 +83,8 @@ async fn reply<S: Stream>(
     mut close: bool,
 ) -> Next {
     close |= b.req.body.has_body() || !b.req.keep_alive;
+    // The head is consumed even when nothing was forwarded, or it would be served again.
+    b.cpos = b.cpos.max(b.req.head_len);
     f.status = status;
     error_response(&mut b.out, status, msg, close);
     let (r, out) = write_all(client, take(&mut b.out)).await;
