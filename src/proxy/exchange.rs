@@ -130,9 +130,15 @@ async fn forward<S: Stream>(
     let retryable = b.req.body == BodyKind::None && b.req.is_idempotent(&b.cbuf);
     let timeout = route.response_timeout;
     let mut attempt = 0;
+    // A pooled connection that failed before any response; the retry connects anew to its server.
+    let mut stale: Option<UpConn> = None;
     let mut conn = loop {
         attempt += 1;
-        let conn = match g.pools.get(route.upstream, route.connect_timeout).await {
+        let got = match &stale {
+            Some(old) => g.pools.reconnect(old, route.connect_timeout).await,
+            None => g.pools.get(route.upstream, route.connect_timeout).await,
+        };
+        let conn = match got {
             Ok(c) => c,
             Err(ConnectError::Failed(_, _)) => {
                 return reply(client, b, f, 502, "upstream unavailable", false).await
@@ -145,7 +151,10 @@ async fn forward<S: Stream>(
         let mut conn = conn;
         match send_request(client, &mut conn.stream, b, &mut body, info, timeout).await {
             Ok(()) => {}
-            Err(e) if e.is_upstream() && conn.reused && retryable && attempt == 1 => continue,
+            Err(e) if e.is_upstream() && conn.reused && retryable && attempt == 1 => {
+                stale = Some(conn);
+                continue;
+            }
             Err(SendError::Client) => return Next::Close,
             Err(e) => return reply(client, b, f, e.status(), e.message(), true).await,
         }
@@ -160,7 +169,10 @@ async fn forward<S: Stream>(
         .await
         {
             Ok(()) => break conn,
-            Err(HeadFail::Empty) if conn.reused && retryable && attempt == 1 => continue,
+            Err(HeadFail::Empty) if conn.reused && retryable && attempt == 1 => {
+                stale = Some(conn);
+                continue;
+            }
             Err(HeadFail::Client) => return Next::Close,
             Err(e) => return reply(client, b, f, e.status(), e.message(), true).await,
         }
