@@ -343,3 +343,55 @@ fn post_on_stale_pooled_connection_is_never_resent() {
         up.requests()
     );
 }
+
+/// Bytes beyond a response's Content-Length never reach the client, and that upstream
+/// connection is not reused.
+#[test]
+fn stray_bytes_after_a_response_body_are_dropped_with_the_connection() {
+    let up = RawUpstream::start(|mut c| {
+        while c.read_head().is_some() {
+            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nBAD");
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    for _ in 0..3 {
+        let r = c.request(&get("/"));
+        assert_eq!(r.body, b"ok");
+    }
+    assert_eq!(up.accepted(), 3);
+}
+
+/// An HTTP/1.0 upstream without Content-Length: the body runs to its close, and so does the client's.
+#[test]
+fn close_delimited_upstream_body_is_relayed_then_closed() {
+    let up = RawUpstream::start(|mut c| {
+        if c.read_head().is_some() {
+            c.write(b"HTTP/1.0 200 OK\r\nX-A: b\r\n\r\nabc");
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    c.send(&get("/"));
+    let all = c.read_to_close();
+    let t = String::from_utf8_lossy(&all).to_string();
+    assert!(t.ends_with("\r\n\r\nabc"), "{t}");
+    assert!(t.to_ascii_lowercase().contains("connection: close"), "{t}");
+}
+
+/// An upstream sending interim responses forever gets a 502, not an endless relay.
+#[test]
+fn endless_interim_responses_are_502() {
+    let up = RawUpstream::start(|mut c| {
+        while c.read_head().is_some() {
+            for _ in 0..40 {
+                c.write(b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    let r = c.request(&get("/"));
+    assert_eq!(r.status, 502);
+}

@@ -273,3 +273,43 @@ fn access_log_has_one_line_per_request() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A partial head gets 408 after header_timeout; an idle keep-alive connection is kept through
+/// the cold (bufferless) wait and closed at keepalive_timeout; a silent new one at header_timeout.
+#[test]
+fn header_and_keepalive_timeouts() {
+    let b = backend();
+    let port = free_port();
+    let cfg = config(port, b.addr, "").replace(
+        &format!("address = \"127.0.0.1:{port}\"\n"),
+        &format!("address = \"127.0.0.1:{port}\"\nheader_timeout = \"300ms\"\nkeepalive_timeout = \"1s\"\n"),
+    );
+    let gw = Gateway::start(&cfg);
+    let mut c = gw.conn();
+    c.send(b"GET / HTTP/1.1\r\nHost");
+    let t = Instant::now();
+    let r = c.read_response();
+    assert_eq!(r.status, 408);
+    assert!(t.elapsed() < Duration::from_secs(2));
+    // keepalive: used in cold phase
+    let mut c = gw.conn();
+    assert_eq!(c.request(&get("/size/1")).status, 200);
+    std::thread::sleep(Duration::from_millis(750));
+    assert_eq!(c.request(&get("/size/1")).status, 200);
+    let t = Instant::now();
+    assert!(c.is_closed(Duration::from_secs(3)));
+    let e = t.elapsed();
+    assert!(
+        e > Duration::from_millis(800) && e < Duration::from_millis(1500),
+        "{e:?}"
+    );
+    // a new connection that sends nothing: closed after header_timeout
+    let mut c = gw.conn();
+    let t = Instant::now();
+    assert!(c.is_closed(Duration::from_secs(3)));
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+}

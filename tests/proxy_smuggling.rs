@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{backend, config, free_port, get, Gateway};
+use common::{backend, config, free_port, gateway_for, get, send_in_thread, Gateway};
 use ringway::backend::{pattern, Backend};
 
 fn setup(top: &str) -> (Backend, Gateway) {
@@ -208,4 +208,43 @@ fn body_over_limit_is_413() {
     );
     assert_eq!((r.status, r.body.len()), (200, 1000));
     let _ = b;
+}
+
+/// The 413 reaches a client still sending a large body (it is not lost to a reset).
+#[test]
+fn body_over_limit_413_is_readable_while_the_body_streams() {
+    let b = backend();
+    let gw = Gateway::start(&config(
+        free_port(),
+        b.addr,
+        "[limits]\nmax_body_bytes = 1000",
+    ));
+    for _ in 0..5 {
+        let mut c = gw.conn();
+        let mut req = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4000000\r\n\r\n".to_vec();
+        req.extend_from_slice(&vec![b'x'; 4_000_000]);
+        let w = send_in_thread(&c.stream, req);
+        let r = c.read_response();
+        assert_eq!(r.status, 413);
+        let _ = w.join();
+    }
+}
+
+/// A 400 reaches a client that keeps sending after its bad head.
+#[test]
+fn reject_with_more_requests_pending_is_readable() {
+    let b = backend();
+    let gw = gateway_for(b.addr, "");
+    for _ in 0..5 {
+        let mut c = gw.conn();
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n");
+        std::thread::sleep(Duration::from_millis(20));
+        let mut more = Vec::new();
+        for _ in 0..100 {
+            more.extend_from_slice(&get("/x"));
+        }
+        let _ = std::io::Write::write_all(&mut c.stream, &more);
+        let r = c.read_response();
+        assert_eq!(r.status, 400);
+    }
 }
