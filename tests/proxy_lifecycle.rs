@@ -313,3 +313,49 @@ fn header_and_keepalive_timeouts() {
         t.elapsed()
     );
 }
+
+/// The raw upstream sees its connection closed when the client leaves mid-body or mid-response
+/// (nothing half-used is kept open, let alone pooled).
+#[test]
+fn upstream_sees_the_close_when_the_client_leaves() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let closed = Arc::new(AtomicU64::new(0));
+    let seen = closed.clone();
+    let up = common::RawUpstream::start(move |mut c| {
+        let Some(head) = c.read_head() else { return };
+        if head.starts_with("POST") {
+            let _ = c.read_body(10);
+            if c.wait_closed(Duration::from_secs(3)) {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        } else {
+            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n");
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if std::io::Write::write_all(&mut c.stream, &[b'z'; 1000]).is_err() {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    {
+        let mut c = gw.conn();
+        c.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n0123456789");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    {
+        let mut c = gw.conn();
+        c.send(&get("/"));
+        let mut part = [0u8; 100];
+        let _ = std::io::Read::read(&mut c.stream, &mut part);
+    }
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while closed.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(closed.load(Ordering::SeqCst), 2, "upstream saw both closes");
+}
