@@ -401,3 +401,100 @@ fn response_hop_by_hop_fields_removed() {
         assert_eq!(r.header(h), None, "{h}: {r:?}");
     }
 }
+
+/// Writes `bytes` one small piece at a time (forcing every parser across read boundaries).
+fn trickle(stream: &mut std::net::TcpStream, bytes: &[u8], piece: usize) {
+    stream.set_nodelay(true).unwrap();
+    for p in bytes.chunks(piece) {
+        if std::io::Write::write_all(stream, p).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn trickled_request_heads_and_bodies() {
+    let b = backend();
+    let gw = gateway_for(b.addr, "");
+    let mut c = gw.conn();
+    let body = pattern(300);
+    let mut req = b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    req.extend_from_slice(b"7;ext=1\r\n");
+    req.extend_from_slice(&body[..7]);
+    req.extend_from_slice(b"\r\n");
+    req.extend_from_slice(&chunked(&body[7..], 50)[..]);
+    let mut s = c.stream.try_clone().unwrap();
+    trickle(&mut s, &req, 1);
+    let r = c.read_response();
+    assert_eq!(r.body, body, "chunked body written a byte at a time");
+    let mut req = format!(
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    trickle(&mut s, &req, 3);
+    let r = c.read_response();
+    assert_eq!(r.body, body, "fixed body written three bytes at a time");
+}
+
+#[test]
+fn trickled_upstream_responses() {
+    let up = RawUpstream::start(|mut c| {
+        let mut n = 0;
+        while c.read_head().is_some() {
+            let resp: &[u8] = if n % 2 == 0 {
+                b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 11\r\n\r\nhello world"
+            } else {
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nT: 1\r\n\r\n"
+            };
+            n += 1;
+            trickle(&mut c.stream, resp, 1);
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    for _ in 0..4 {
+        let r = c.request(&get("/"));
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
+    }
+    assert_eq!(
+        up.accepted(),
+        1,
+        "trickled responses still end cleanly and reuse"
+    );
+}
+
+#[test]
+fn not_modified_with_content_length_has_no_body() {
+    let up = RawUpstream::start(|mut c| {
+        while c.read_head().is_some() {
+            c.write(b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 1234\r\n\r\n");
+            if c.read_head().is_some() {
+                c.write(b"HTTP/1.1 204 No Content\r\nX-N: 1\r\n\r\n");
+            }
+            if c.read_head().is_some() {
+                c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            }
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    let mut req = get("/a");
+    req.extend_from_slice(&get("/b"));
+    req.extend_from_slice(&get("/c"));
+    c.send(&req);
+    let r = c.read_response();
+    assert_eq!(r.status, 304);
+    assert_eq!(
+        r.header("content-length"),
+        Some("1234"),
+        "304 keeps the length it describes"
+    );
+    assert_eq!(r.header("etag"), Some("\"x\""));
+    assert_eq!(c.read_response().status, 204);
+    let r = c.read_response();
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
+    assert_eq!(up.accepted(), 1);
+}
