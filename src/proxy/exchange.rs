@@ -149,7 +149,18 @@ async fn forward<S: Stream>(
         };
         f.upstream = Some(conn.addr);
         let mut conn = conn;
-        match send_request(client, &mut conn.stream, b, &mut body, info, timeout).await {
+        let max_body = limits.max_body_bytes;
+        match send_request(
+            client,
+            &mut conn.stream,
+            b,
+            &mut body,
+            info,
+            timeout,
+            max_body,
+        )
+        .await
+        {
             Ok(()) => {}
             Err(e) if e.is_upstream() && conn.reused && retryable && attempt == 1 => {
                 stale = Some(conn);
@@ -353,6 +364,7 @@ async fn send_request<S: Stream>(
     body: &mut RequestBody,
     info: &ConnInfo,
     timeout: Duration,
+    max_body: u64,
 ) -> Result<(), SendError> {
     upstream_write(up, b, timeout).await?;
     if body.complete() {
@@ -379,7 +391,7 @@ async fn send_request<S: Stream>(
             _ => return Err(SendError::Client),
         }
         b.out.clear();
-        body.consume(b, u64::MAX)?;
+        body.consume(b, max_body)?;
         upstream_write(up, b, timeout).await?;
     }
     Ok(())
