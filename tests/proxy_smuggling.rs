@@ -248,3 +248,29 @@ fn reject_with_more_requests_pending_is_readable() {
         assert_eq!(r.status, 400);
     }
 }
+
+/// max_body_bytes holds for a chunked body that arrives after its head, not only for the part
+/// read together with the head.
+#[test]
+fn streamed_chunked_body_over_limit_is_cut() {
+    let (_b, gw) = setup("[limits]\nmax_body_bytes = 1000");
+    let mut c = gw.conn();
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(100));
+    let body = common::chunked(&pattern(5000), 500);
+    let _ = std::io::Write::write_all(&mut c.stream, &body);
+    assert!(
+        c.is_closed(Duration::from_secs(3)),
+        "over-limit streamed body: not closed"
+    );
+    let text = String::from_utf8_lossy(c.buffered()).into_owned();
+    assert!(
+        !text.contains("HTTP/1.1 200"),
+        "a 5000-byte body passed a 1000-byte limit: {:?}",
+        &text[..text.len().min(200)]
+    );
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 413"),
+        "{text:?}"
+    );
+}
