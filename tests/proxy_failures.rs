@@ -395,3 +395,13 @@ fn endless_interim_responses_are_502() {
     let r = c.request(&get("/"));
     assert_eq!(r.status, 502);
 }
+
+/// A response with a transfer coding besides chunked: ringway removes Transfer-Encoding and
+/// decodes only chunked, so the gzip coding would be lost and the client would take
+/// compressed bytes for the body. It is a 502 instead.
+#[test]
+fn response_with_unknown_transfer_coding_is_502() {
+    let up = answers(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\n\x1f\x8b\x08\r\n0\r\n\r\n");
+    let gw = gateway_for(up.addr, "");
+    json_error(&gw.conn().request(&get("/")), 502);
+}

@@ -274,3 +274,20 @@ fn streamed_chunked_body_over_limit_is_cut() {
         "{text:?}"
     );
 }
+
+/// A transfer coding ringway does not decode (gzip before chunked) must not be silently
+/// dropped: the upstream would take gzip bytes for the body. RFC 9112 §6.1: 501.
+#[test]
+fn unknown_transfer_coding_in_request_is_501() {
+    let (_b, gw) = setup("");
+    rejected(
+        &gw,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        501,
+    );
+    rejected(
+        &gw,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        501,
+    );
+}
