@@ -498,3 +498,52 @@ fn not_modified_with_content_length_has_no_body() {
     assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
     assert_eq!(up.accepted(), 1);
 }
+
+#[test]
+fn deep_pipeline_is_answered_in_order() {
+    let b = backend();
+    let gw = gateway_for(b.addr, "");
+    let mut c = gw.conn();
+    let mut req = Vec::new();
+    for i in 0..200 {
+        match i % 4 {
+            0 => req.extend_from_slice(&get(&format!("/size/{i}"))),
+            1 => req.extend_from_slice(&get(&format!("/chunked/{i}"))),
+            2 => req.extend_from_slice(
+                format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {i}\r\n\r\n").as_bytes(),
+            ),
+            _ => req.extend_from_slice(b"HEAD /size/9 HTTP/1.1\r\nHost: t\r\n\r\n"),
+        }
+        if i % 4 == 2 {
+            req.extend_from_slice(&pattern(i));
+        }
+    }
+    let writer = send_in_thread(&c.stream, req);
+    for i in 0..200 {
+        let r = if i % 4 == 3 {
+            c.read_response_for_head()
+        } else {
+            c.read_response()
+        };
+        assert_eq!(r.status, 200, "request {i}");
+        if i % 4 != 3 {
+            assert_eq!(r.body, pattern(i), "request {i}");
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(b.accepted(), 1);
+}
+
+#[test]
+fn request_then_half_close_is_still_answered() {
+    let b = backend();
+    let gw = gateway_for(b.addr, "");
+    let mut c = gw.conn();
+    let mut req = get("/size/70000");
+    req.extend_from_slice(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
+    c.send(&req);
+    c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(c.read_response().body, pattern(70000));
+    assert_eq!(c.read_response().body, b"abc");
+    assert!(c.is_closed(Duration::from_secs(2)), "closed after the last answer");
+}
