@@ -545,5 +545,8 @@ fn request_then_half_close_is_still_answered() {
     c.stream.shutdown(std::net::Shutdown::Write).unwrap();
     assert_eq!(c.read_response().body, pattern(70000));
     assert_eq!(c.read_response().body, b"abc");
-    assert!(c.is_closed(Duration::from_secs(2)), "closed after the last answer");
+    assert!(
+        c.is_closed(Duration::from_secs(2)),
+        "closed after the last answer"
+    );
 }

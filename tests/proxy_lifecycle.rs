@@ -277,10 +277,19 @@ fn access_log_has_one_line_per_request() {
 /// A partial head gets 408 after header_timeout; an idle keep-alive connection is kept through
 /// the cold (bufferless) wait and closed at keepalive_timeout; a silent new one at header_timeout.
 #[test]
-fn header_and_keepalive_timeouts() {
+fn header_and_keepalive_timeouts_epoll() {
+    header_and_keepalive_timeouts("epoll");
+}
+
+#[test]
+fn header_and_keepalive_timeouts_io_uring() {
+    header_and_keepalive_timeouts("io_uring");
+}
+
+fn header_and_keepalive_timeouts(driver: &str) {
     let b = backend();
     let port = free_port();
-    let cfg = config(port, b.addr, "").replace(
+    let cfg = config(port, b.addr, &format!("io_driver = \"{driver}\"")).replace(
         &format!("address = \"127.0.0.1:{port}\"\n"),
         &format!("address = \"127.0.0.1:{port}\"\nheader_timeout = \"300ms\"\nkeepalive_timeout = \"1s\"\n"),
     );
