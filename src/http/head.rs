@@ -338,6 +338,13 @@ fn classify_request(
         head.upgrade = upgrade_field;
     }
     mark_connection_listed(buf, &mut head.headers);
+    // A listed X-Forwarded-For or Via is dropped; ringway then writes its own afresh.
+    if head.forwarded_for.is_some_and(|i| head.headers[i].hop) {
+        head.forwarded_for = None;
+    }
+    if head.via.is_some_and(|i| head.headers[i].hop) {
+        head.via = None;
+    }
     Ok(true)
 }
 
@@ -465,19 +472,27 @@ fn connection_tokens(v: &[u8], t: &mut ConnTokens) {
     }
 }
 
-/// Fields named in `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
+/// Fields named in `Connection` are hop-by-hop too (RFC 9110 §7.6.1), whichever `Connection`
+/// field names them. `Host` is never dropped: the upstream needs it.
 fn mark_connection_listed(buf: &[u8], headers: &mut [HeaderRef]) {
-    let Some(conn) = headers.iter().find(|h| eq(h.name.get(buf), "connection")) else {
-        return;
-    };
-    let listed = conn.value.get(buf);
-    for tok in listed.split(|&b| b == b',').map(trim) {
-        if tok.is_empty() || eq(tok, "close") || eq(tok, "keep-alive") || eq(tok, "upgrade") {
+    for i in 0..headers.len() {
+        if !eq(headers[i].name.get(buf), "connection") {
             continue;
         }
-        for h in headers.iter_mut() {
-            if h.name.get(buf).eq_ignore_ascii_case(tok) {
-                h.hop = true;
+        let listed = headers[i].value.get(buf);
+        for tok in listed.split(|&b| b == b',').map(trim) {
+            if tok.is_empty()
+                || eq(tok, "close")
+                || eq(tok, "keep-alive")
+                || eq(tok, "upgrade")
+                || eq(tok, "host")
+            {
+                continue;
+            }
+            for h in headers.iter_mut() {
+                if h.name.get(buf).eq_ignore_ascii_case(tok) {
+                    h.hop = true;
+                }
             }
         }
     }
