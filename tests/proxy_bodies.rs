@@ -550,3 +550,33 @@ fn request_then_half_close_is_still_answered() {
         "closed after the last answer"
     );
 }
+
+/// Listing a field in Connection removes that field, but can neither strip the gateway's own
+/// X-Forwarded-For nor the Host the upstream needs; every Connection field counts.
+#[test]
+fn connection_listed_fields_cannot_remove_forwarding_or_host() {
+    let b = backend();
+    let gw = gateway_for(b.addr, "");
+    let mut c = gw.conn();
+    let r = c.request(
+        b"GET /headers HTTP/1.1\r\nHost: t\r\nConnection: x-forwarded-for, host, via\r\n\
+          X-Forwarded-For: 6.6.6.6\r\n\r\n",
+    );
+    let seen = r.body_str().to_ascii_lowercase();
+    assert!(seen.contains("x-forwarded-for: 127.0.0.1\r\n"), "{seen}");
+    assert!(
+        !seen.contains("6.6.6.6"),
+        "the listed field itself is dropped: {seen}"
+    );
+    assert!(seen.contains("\r\nhost: t\r\n"), "{seen}");
+    assert!(seen.contains("via: 1.1 ringway\r\n"), "{seen}");
+    let r = c.request(
+        b"GET /headers HTTP/1.1\r\nHost: t\r\nConnection: keep-alive\r\nConnection: x-secret\r\n\
+          X-Secret: 1\r\n\r\n",
+    );
+    let seen = r.body_str().to_ascii_lowercase();
+    assert!(
+        !seen.contains("x-secret"),
+        "listed in a second Connection field: {seen}"
+    );
+}

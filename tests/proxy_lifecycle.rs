@@ -368,3 +368,28 @@ fn upstream_sees_the_close_when_the_client_leaves() {
     }
     assert_eq!(closed.load(Ordering::SeqCst), 2, "upstream saw both closes");
 }
+
+/// Idle keep-alive connections do not hold up a shutdown: with nothing in flight the gateway
+/// exits at once, well inside drain_timeout.
+#[test]
+fn sigterm_with_only_idle_connections_exits_promptly() {
+    let b = backend();
+    let mut gw = Gateway::start(&config(free_port(), b.addr, "drain_timeout = \"5s\""));
+    let mut hot = gw.conn();
+    assert_eq!(hot.request(&get("/size/1")).status, 200);
+    let mut cold = gw.conn();
+    assert_eq!(cold.request(&get("/size/1")).status, 200);
+    std::thread::sleep(Duration::from_millis(700)); // `cold` is past the hot idle wait
+    assert_eq!(hot.request(&get("/size/1")).status, 200);
+    let sent = Instant::now();
+    gw.sigterm();
+    let status = gw.wait_exit(Duration::from_secs(5)).expect("exits");
+    assert!(status.success());
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(hot.is_closed(Duration::from_secs(1)));
+    assert!(cold.is_closed(Duration::from_secs(1)));
+}
