@@ -329,13 +329,17 @@ fn forwarding_headers_added_and_hop_by_hop_removed() {
     ] {
         assert!(!seen.contains(gone), "{gone} forwarded: {seen}");
     }
-    // An existing X-Forwarded-For is appended to.
-    let r = c.request(b"GET /headers HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n");
+    // An existing X-Forwarded-For is appended to; a client's X-Forwarded-Proto is replaced.
+    let r = c.request(
+        b"GET /headers HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\n\r\n",
+    );
     let seen = r.body_str().to_ascii_lowercase();
     assert!(
         seen.contains("x-forwarded-for: 10.0.0.1, 127.0.0.1\r\n"),
         "{seen}"
     );
+    assert!(!seen.contains("https"), "{seen}");
+    assert_eq!(seen.matches("x-forwarded-proto").count(), 1, "{seen}");
 }
 
 /// Chunk extensions and trailers are dropped, the body is intact and the upstream reused.

@@ -405,3 +405,38 @@ fn response_with_unknown_transfer_coding_is_502() {
     let gw = gateway_for(up.addr, "");
     json_error(&gw.conn().request(&get("/")), 502);
 }
+
+/// Like the closed pooled connection, but the server resets it (SO_LINGER 0): the GET is
+/// retried on a fresh connection, a POST is answered 502 and reaches the upstream at most once.
+#[test]
+fn reset_pooled_connection_races() {
+    let up = RawUpstream::start(|mut c| {
+        if let Some(head) = c.read_head() {
+            if head.starts_with("POST") {
+                let _ = c.read_body(4);
+            }
+            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            std::thread::sleep(Duration::from_millis(100));
+            let _ = socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO));
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    assert_eq!(c.request(&get("/")).status, 200);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        c.request(&get("/")).status,
+        200,
+        "GET retried after a reset"
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    let before = up.requests();
+    let r = c.request(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody");
+    assert_eq!(r.status, 502);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        up.requests(),
+        before,
+        "the POST went to the reset connection only"
+    );
+}
