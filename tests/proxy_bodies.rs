@@ -93,16 +93,20 @@ fn post_chunked_bodies_echo_with_pipelining() {
     }
 }
 
+/// An upstream that streams its answer while the request body still arrives (echo) needs the
+/// gateway to relay both directions at once. 16 MiB chunked hangs; 64 MiB fixed hangs too (16 MiB
+/// fixed only passes because loopback socket buffers happen to absorb it).
 #[test]
-#[ignore = "BUG: request body relay is half-duplex: the gateway reads no response until the \
-            whole request body is sent, so an upstream that streams its answer (echo) deadlocks \
-            once both socket buffers fill (16 MiB chunked echo hangs)"]
+#[ignore = "BUG: request body relay is half-duplex: exchange::send_request relays the whole \
+            request body before read_final_head reads anything, so an upstream that answers \
+            while reading (echo) blocks once gateway<-upstream buffers fill, stops reading, and \
+            the gateway blocks writing the body: deadlock until timeouts"]
 fn echo_16mib_full_duplex() {
     let b = backend();
     let gw = gateway_for(b.addr, "");
     let mut c = gw.conn();
     post_echo(&mut c, &pattern(16 << 20), true);
-    post_echo(&mut c, &pattern(16 << 20), false);
+    post_echo(&mut c, &pattern(64 << 20), false);
 }
 
 /// An upstream that reads each whole request body, then answers with its length and whether
