@@ -223,6 +223,8 @@ struct Framing {
     length: Option<u64>,
     te: bool,
     chunked_last: bool,
+    /// A coding other than chunked (gzip, …): ringway would drop it with the header.
+    other_coding: bool,
     conn: ConnTokens,
 }
 
@@ -249,6 +251,7 @@ impl Framing {
                 return Err("chunked is not the final transfer coding");
             }
             self.chunked_last = eq(c, "chunked");
+            self.other_coding |= !self.chunked_last;
         }
         self.te = true;
         Ok(())
@@ -321,6 +324,9 @@ fn classify_request(
     if f.te && !f.chunked_last {
         return Err(HeadError::Bad("final transfer coding is not chunked"));
     }
+    if f.other_coding {
+        return Err(HeadError::UnknownCoding);
+    }
     if head.minor == 1 && head.host.is_none() {
         return Err(HeadError::Bad("missing Host header"));
     }
@@ -347,6 +353,13 @@ fn classify_request(
     }
     if f.conn.names_fields {
         mark_connection_listed(buf, &mut head.headers);
+        // A listed X-Forwarded-For or Via is dropped; ringway then writes its own afresh.
+        if head.forwarded_for.is_some_and(|i| head.headers[i].hop) {
+            head.forwarded_for = None;
+        }
+        if head.via.is_some_and(|i| head.headers[i].hop) {
+            head.via = None;
+        }
     }
     Ok(true)
 }
@@ -426,6 +439,9 @@ fn classify_response(
     if f.te && !f.chunked_last {
         return Err("response transfer coding is not chunked");
     }
+    if f.other_coding {
+        return Err("response transfer coding other than chunked");
+    }
     head.declared_length = f.length;
     let no_body = request_was_head || head.status < 200 || head.status == 204 || head.status == 304;
     head.body = if no_body {
@@ -476,15 +492,21 @@ fn connection_tokens(v: &[u8], t: &mut ConnTokens) {
     }
 }
 
-/// Fields named in `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
+/// Fields named in `Connection` are hop-by-hop too (RFC 9110 §7.6.1), whichever `Connection`
+/// field names them. `Host` is never dropped: the upstream needs it.
 fn mark_connection_listed(buf: &[u8], headers: &mut [HeaderRef]) {
-    for c in 0..headers.len() {
-        if !eq(headers[c].name.get(buf), "connection") {
+    for i in 0..headers.len() {
+        if !eq(headers[i].name.get(buf), "connection") {
             continue;
         }
-        let listed = headers[c].value.get(buf);
+        let listed = headers[i].value.get(buf);
         for tok in listed.split(|&b| b == b',').map(trim) {
-            if tok.is_empty() || eq(tok, "close") || eq(tok, "keep-alive") || eq(tok, "upgrade") {
+            if tok.is_empty()
+                || eq(tok, "close")
+                || eq(tok, "keep-alive")
+                || eq(tok, "upgrade")
+                || eq(tok, "host")
+            {
                 continue;
             }
             for h in headers.iter_mut() {
@@ -562,9 +584,13 @@ mod tests {
 
     #[test]
     fn framing_rules() {
-        let h =
-            req("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap();
+        let h = req("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap();
         assert_eq!(h.body, BodyKind::Chunked);
+        // ringway re-frames chunked bodies and cannot carry other codings along: 501.
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            501
+        );
         let h = req("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n")
             .unwrap();
         assert_eq!(h.body, BodyKind::Length(5));

@@ -25,6 +25,8 @@ pub enum HeadError {
     Version,
     /// An `Expect` other than `100-continue` → 417.
     Expectation,
+    /// A transfer coding besides chunked, which ringway cannot decode or pass on → 501.
+    UnknownCoding,
 }
 
 impl HeadError {
@@ -35,6 +37,7 @@ impl HeadError {
             HeadError::UriTooLong => 414,
             HeadError::Version => 505,
             HeadError::Expectation => 417,
+            HeadError::UnknownCoding => 501,
         }
     }
 
@@ -46,6 +49,7 @@ impl HeadError {
             HeadError::UriTooLong => "request target too long",
             HeadError::Version => "HTTP version not supported",
             HeadError::Expectation => "unsupported expectation",
+            HeadError::UnknownCoding => "transfer coding not implemented",
         }
     }
 }
@@ -67,6 +71,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         417 => "Expectation Failed",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",

@@ -83,6 +83,8 @@ async fn reply<S: Stream>(
     mut close: bool,
 ) -> Next {
     close |= b.req.body.has_body() || !b.req.keep_alive;
+    // The head is consumed even when nothing was forwarded, or it would be served again.
+    b.cpos = b.cpos.max(b.req.head_len);
     f.status = status;
     error_response(&mut b.out, status, msg, close);
     let (r, out) = write_all(client, take(&mut b.out)).await;
@@ -145,9 +147,12 @@ async fn forward<S: Stream>(
         };
         f.upstream = Some(conn.addr);
         let mut conn = conn;
-        match send_request(client, &mut conn.stream, b, &mut body, info).await {
+        let max_body = limits.max_body_bytes;
+        match send_request(client, &mut conn.stream, b, &mut body, info, max_body).await {
             Ok(()) => {}
-            Err(e) if e.is_upstream() && conn.reused && retryable && attempt == 1 => continue,
+            Err(e) if e.is_upstream() && conn.reused && retryable && attempt == 1 => {
+                continue;
+            }
             Err(SendError::Client) => return Next::Close,
             Err(e) => return reply(client, b, f, e.status(), e.message(), true).await,
         }
@@ -162,7 +167,9 @@ async fn forward<S: Stream>(
         .await
         {
             Ok(()) => break conn,
-            Err(HeadFail::Empty) if conn.reused && retryable && attempt == 1 => continue,
+            Err(HeadFail::Empty) if conn.reused && retryable && attempt == 1 => {
+                continue;
+            }
             Err(HeadFail::Client) => return Next::Close,
             Err(e) => return reply(client, b, f, e.status(), e.message(), true).await,
         }
@@ -368,6 +375,7 @@ async fn send_request<S: Stream>(
     b: &mut Buffers,
     body: &mut RequestBody,
     info: &ConnInfo,
+    max_body: u64,
 ) -> Result<(), SendError> {
     upstream_write(up, b).await?;
     if body.complete() {
@@ -394,7 +402,7 @@ async fn send_request<S: Stream>(
             _ => return Err(SendError::Client),
         }
         b.out.clear();
-        body.consume(b, u64::MAX)?;
+        body.consume(b, max_body)?;
         upstream_write(up, b).await?;
     }
     Ok(())

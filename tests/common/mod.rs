@@ -499,3 +499,227 @@ pub fn curl(args: &[&str]) -> Output {
         .output()
         .expect("run curl")
 }
+
+// ---------------------------------------------------------------- scripted raw upstream
+
+/// A scripted upstream on a std `TcpListener`: each accepted connection runs `script` in its
+/// own thread with its index (0-based). Stops accepting when dropped.
+pub struct RawUpstream {
+    pub addr: SocketAddr,
+    pub accepted: std::sync::Arc<AtomicU64>,
+    /// Request heads read by [`RawUpstream::read_head`] across all connections.
+    pub requests: std::sync::Arc<AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What a raw upstream script gets for each connection.
+pub struct RawConn {
+    pub stream: TcpStream,
+    pub index: u64,
+    requests: std::sync::Arc<AtomicU64>,
+    buf: Vec<u8>,
+}
+
+impl RawConn {
+    /// Reads one request head (through CRLFCRLF); None on EOF, error or timeout.
+    /// Counts it in the upstream's `requests`.
+    pub fn read_head(&mut self) -> Option<String> {
+        let deadline = Instant::now() + READ_TIMEOUT;
+        loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head: Vec<u8> = self.buf.drain(..i + 4).collect();
+                self.requests.fetch_add(1, Ordering::SeqCst);
+                return Some(String::from_utf8_lossy(&head).into_owned());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Reads exactly `n` body bytes (after a head); None if the peer closed first.
+    pub fn read_body(&mut self, n: usize) -> Option<Vec<u8>> {
+        while self.buf.len() < n {
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
+            }
+        }
+        Some(self.buf.drain(..n).collect())
+    }
+
+    /// One CRLF-terminated line (without CRLF); None if the peer closed first.
+    pub fn read_line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.buf.drain(..i + 2).collect();
+                return Some(String::from_utf8_lossy(&line[..i]).into_owned());
+            }
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
+            }
+        }
+    }
+
+    /// Reads and decodes a chunked body (trailers skipped); None on close or bad framing.
+    pub fn read_chunked_body(&mut self) -> Option<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.read_line()?;
+            let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&self.read_body(size)?);
+            if self.read_body(2)? != b"\r\n" {
+                return None;
+            }
+        }
+        while !self.read_line()?.is_empty() {}
+        Some(body)
+    }
+
+    /// True once the peer closes the connection (within `wait`).
+    pub fn wait_closed(&mut self, wait: Duration) -> bool {
+        let started = Instant::now();
+        let _ = self
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(50)));
+        let closed = loop {
+            if started.elapsed() > wait {
+                break false;
+            }
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => break true,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break true,
+            }
+        };
+        let _ = self.stream.set_read_timeout(Some(READ_TIMEOUT));
+        closed
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes);
+    }
+}
+
+impl RawUpstream {
+    pub fn start<F>(script: F) -> RawUpstream
+    where
+        F: Fn(RawConn) + Send + Sync + 'static,
+    {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind raw upstream");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicU64::new(0));
+        let requests = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let script = Arc::new(script);
+        let (acc, req, st) = (accepted.clone(), requests.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false).expect("blocking");
+                        stream
+                            .set_read_timeout(Some(READ_TIMEOUT))
+                            .expect("timeout");
+                        stream
+                            .set_write_timeout(Some(READ_TIMEOUT))
+                            .expect("timeout");
+                        let index = acc.fetch_add(1, Ordering::SeqCst);
+                        let conn = RawConn {
+                            stream,
+                            index,
+                            requests: req.clone(),
+                            buf: Vec::new(),
+                        };
+                        let script = script.clone();
+                        std::thread::spawn(move || script(conn));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        RawUpstream {
+            addr,
+            accepted,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for RawUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- small helpers
+
+/// The built-in backend with default options.
+pub fn backend() -> ringway::backend::Backend {
+    ringway::backend::Backend::start(ringway::backend::BackendOptions::default())
+        .expect("start backend")
+}
+
+/// A gateway in front of `upstream` with the default test config plus `top`.
+pub fn gateway_for(upstream: SocketAddr, top: &str) -> Gateway {
+    Gateway::start(&config(free_port(), upstream, top))
+}
+
+/// A GET request for `path` with Host `t`.
+pub fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()
+}
+
+/// Encodes `body` as chunked in pieces of `piece` bytes.
+pub fn chunked(body: &[u8], piece: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in body.chunks(piece.max(1)) {
+        out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        out.extend_from_slice(c);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+/// Writes `bytes` from a separate thread (so a big upload cannot deadlock against the reader).
+pub fn send_in_thread(stream: &TcpStream, bytes: Vec<u8>) -> std::thread::JoinHandle<()> {
+    let mut s = stream.try_clone().expect("clone stream");
+    std::thread::spawn(move || {
+        let _ = s.write_all(&bytes);
+    })
+}

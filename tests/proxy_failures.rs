@@ -1,0 +1,442 @@
+//! The gateway's own answers when routing or an upstream fails: statuses, JSON bodies, speed,
+//! truncation without padding, and pooled-connection races (retry only what is safe).
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{backend, config_with, free_port, gateway_for, get, Gateway, RawUpstream};
+
+/// An address where nothing listens (bound once, then released).
+fn closed_port_addr() -> std::net::SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+fn json_error(r: &common::Response, status: u16) {
+    assert_eq!(r.status, status);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON error body");
+    assert_eq!(v["status"], status);
+    assert!(v["error"].is_string(), "{v}");
+}
+
+#[test]
+fn no_route_is_404_json_and_keeps_the_connection() {
+    let b = backend();
+    let port = free_port();
+    let cfg = format!(
+        "workers = 1\nhost_check = \"off\"\n[[listeners]]\naddress = \"127.0.0.1:{port}\"\n\
+         [[upstreams]]\nname = \"b\"\nservers = [\"{}\"]\n\
+         [[routes]]\npath_prefix = \"/api\"\nupstream = \"b\"\n",
+        b.addr
+    );
+    let gw = Gateway::start(&cfg);
+    let mut c = gw.conn();
+    json_error(&c.request(&get("/nothing/here")), 404);
+    // Pipelined behind a 404: each request is answered once, in order.
+    let mut req = get("/nothing");
+    req.extend_from_slice(&get("/api/x"));
+    c.send(&req);
+    json_error(&c.read_response(), 404);
+    let r = c.read_response();
+    assert_eq!(
+        r.status, 200,
+        "connection still usable after the 404: {r:?}"
+    );
+    assert!(!c.is_closed(Duration::from_millis(200)), "kept alive");
+    assert!(
+        c.buffered().is_empty(),
+        "nothing more was answered: {:?}",
+        String::from_utf8_lossy(c.buffered())
+    );
+}
+
+#[test]
+fn refused_upstream_is_502_quickly() {
+    let gw = gateway_for(closed_port_addr(), "");
+    let mut c = gw.conn();
+    let started = Instant::now();
+    let r = c.request(&get("/"));
+    json_error(&r, 502);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // The client connection survives a 502 for a bodiless request.
+    json_error(&c.request(&get("/")), 502);
+}
+
+#[test]
+fn response_timeout_is_504() {
+    let b = backend();
+    let gw = Gateway::start(&config_with(
+        free_port(),
+        b.addr,
+        "",
+        "",
+        "response_timeout = \"300ms\"",
+    ));
+    let mut c = gw.conn();
+    let started = Instant::now();
+    json_error(&c.request(&get("/delay/2000")), 504);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+    // A fast request after it still works (on a new upstream connection).
+    let mut c = gw.conn();
+    assert_eq!(c.request(&get("/size/3")).status, 200);
+}
+
+/// A loopback address whose accept queue is full, so SYNs are dropped and connects time out.
+/// Returns the listener and the connections filling its queue (keep them alive).
+fn blackhole() -> (
+    socket2::Socket,
+    Vec<std::net::TcpStream>,
+    std::net::SocketAddr,
+) {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    s.listen(0).unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    let mut fill = Vec::new();
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(c) => fill.push(c),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return (s, fill, addr),
+            Err(e) => panic!("filling the accept queue: {e}"),
+        }
+    }
+    panic!("accept queue of a backlog-0 listener never filled");
+}
+
+#[test]
+fn connect_timeout_is_504() {
+    // 10.255.255.1 is unroutable on most networks, but this sandbox's network answers it;
+    // a loopback listener with a full accept queue drops SYNs just as silently.
+    let (_listener, _fill, target) = blackhole();
+    let gw = Gateway::start(&config_with(
+        free_port(),
+        target,
+        "",
+        "",
+        "connect_timeout = \"300ms\"",
+    ));
+    let mut c = gw.conn();
+    let started = Instant::now();
+    json_error(&c.request(&get("/")), 504);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn connect_timeout_to_unroutable_address_is_504() {
+    let target: std::net::SocketAddr = "10.255.255.1:81".parse().unwrap();
+    // Skip where the network answers at once (or at all): only a silent drop times out.
+    match std::net::TcpStream::connect_timeout(&target, Duration::from_millis(300)) {
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+        other => {
+            eprintln!("skipping: connect to {target} did not time out ({other:?})");
+            return;
+        }
+    }
+    let gw = Gateway::start(&config_with(
+        free_port(),
+        target,
+        "",
+        "",
+        "connect_timeout = \"300ms\"",
+    ));
+    let mut c = gw.conn();
+    let started = Instant::now();
+    json_error(&c.request(&get("/")), 504);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+}
+
+/// A raw upstream answering every request with `answer` and then closing.
+fn answers(answer: &'static [u8]) -> RawUpstream {
+    RawUpstream::start(move |mut c| {
+        if c.read_head().is_some() {
+            c.write(answer);
+        }
+    })
+}
+
+#[test]
+fn garbage_status_line_is_502() {
+    let up = answers(b"HTTP/1.1 2OO Fine\r\nContent-Length: 2\r\n\r\nok");
+    let gw = gateway_for(up.addr, "");
+    json_error(&gw.conn().request(&get("/")), 502);
+    let up = answers(b"SSH-2.0-OpenSSH_9.6\r\n\r\n");
+    let gw = gateway_for(up.addr, "");
+    json_error(&gw.conn().request(&get("/")), 502);
+}
+
+#[test]
+fn oversized_response_head_is_502() {
+    let up = RawUpstream::start(|mut c| {
+        if c.read_head().is_some() {
+            let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+            for i in 0..2000 {
+                head.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "v".repeat(30)).as_bytes());
+            }
+            head.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+            c.write(&head);
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    json_error(&gw.conn().request(&get("/")), 502);
+}
+
+#[test]
+fn response_with_content_length_and_transfer_encoding_is_502() {
+    let up = answers(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    let gw = gateway_for(up.addr, "");
+    json_error(&gw.conn().request(&get("/")), 502);
+}
+
+#[test]
+fn truncated_fixed_body_is_cut_never_padded() {
+    let up = RawUpstream::start(|mut c| {
+        if c.read_head().is_some() {
+            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789");
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    c.send(&get("/"));
+    let started = Instant::now();
+    let all = c.read_to_close();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the cut must not hang"
+    );
+    let text = String::from_utf8_lossy(&all);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head arrived");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("content-length: 1000"),
+        "{head}"
+    );
+    assert_eq!(body, "0123456789", "exactly the bytes sent, then the close");
+}
+
+#[test]
+fn chunked_body_cut_mid_chunk_closes_without_last_chunk() {
+    let up = RawUpstream::start(|mut c| {
+        if c.read_head().is_some() {
+            c.write(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n10\r\nshort",
+            );
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    c.send(&get("/"));
+    let all = c.read_to_close();
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("hello"), "{text}");
+    assert!(
+        !text.ends_with("0\r\n\r\n"),
+        "a terminating chunk would fake completeness: {text:?}"
+    );
+}
+
+/// A raw upstream that answers the first request on each connection keep-alive, then closes
+/// that idle connection shortly after (a server-side idle timeout racing the pool).
+fn answers_once_then_closes() -> RawUpstream {
+    RawUpstream::start(|mut c| {
+        if let Some(head) = c.read_head() {
+            if head.starts_with("POST") {
+                let _ = c.read_body(4);
+            }
+            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Dropping the stream closes it while it sits in the gateway's pool.
+    })
+}
+
+#[test]
+fn stale_pooled_connection_get_is_retried() {
+    let up = answers_once_then_closes();
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    assert_eq!(c.request(&get("/")).status, 200);
+    std::thread::sleep(Duration::from_millis(400));
+    let r = c.request(&get("/"));
+    assert_eq!(
+        r.status, 200,
+        "idempotent GET retried on a fresh connection"
+    );
+    assert_eq!(up.accepted(), 2);
+}
+
+#[test]
+fn several_stale_pooled_connections_get_is_retried_on_a_fresh_one() {
+    let up = answers_once_then_closes();
+    let gw = gateway_for(up.addr, "");
+    // Two concurrent requests leave two pooled connections, both of which the server closes.
+    let slow = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let addr = gw.addr;
+            let slow = slow.clone();
+            std::thread::spawn(move || {
+                let r = common::Conn::connect(addr).request(&get("/"));
+                if r.status == 200 {
+                    slow.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(slow.load(Ordering::SeqCst), 3);
+    let pooled = up.accepted();
+    std::thread::sleep(Duration::from_millis(400));
+    let r = gw.conn().request(&get("/"));
+    assert_eq!(
+        r.status, 200,
+        "retry must use a fresh connection, not another stale one ({pooled} were pooled)"
+    );
+}
+
+#[test]
+fn post_on_stale_pooled_connection_is_never_resent() {
+    let up = answers_once_then_closes();
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    assert_eq!(c.request(&get("/")).status, 200);
+    std::thread::sleep(Duration::from_millis(400));
+    let r = c.request(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody");
+    assert_eq!(
+        r.status, 502,
+        "a POST on a dead pooled connection is answered 502"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        up.requests() <= 2,
+        "the POST reached the upstream twice: {} requests",
+        up.requests()
+    );
+}
+
+/// Bytes beyond a response's Content-Length never reach the client, and that upstream
+/// connection is not reused.
+#[test]
+fn stray_bytes_after_a_response_body_are_dropped_with_the_connection() {
+    let up = RawUpstream::start(|mut c| {
+        while c.read_head().is_some() {
+            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nBAD");
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    for _ in 0..3 {
+        let r = c.request(&get("/"));
+        assert_eq!(r.body, b"ok");
+    }
+    assert_eq!(up.accepted(), 3);
+}
+
+/// An HTTP/1.0 upstream without Content-Length: the body runs to its close, and so does the client's.
+#[test]
+fn close_delimited_upstream_body_is_relayed_then_closed() {
+    let up = RawUpstream::start(|mut c| {
+        if c.read_head().is_some() {
+            c.write(b"HTTP/1.0 200 OK\r\nX-A: b\r\n\r\nabc");
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    c.send(&get("/"));
+    let all = c.read_to_close();
+    let t = String::from_utf8_lossy(&all).to_string();
+    assert!(t.ends_with("\r\n\r\nabc"), "{t}");
+    assert!(t.to_ascii_lowercase().contains("connection: close"), "{t}");
+}
+
+/// An upstream sending interim responses forever gets a 502, not an endless relay.
+#[test]
+fn endless_interim_responses_are_502() {
+    let up = RawUpstream::start(|mut c| {
+        while c.read_head().is_some() {
+            for _ in 0..40 {
+                c.write(b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    let r = c.request(&get("/"));
+    assert_eq!(r.status, 502);
+}
+
+/// A response with a transfer coding besides chunked: ringway removes Transfer-Encoding and
+/// decodes only chunked, so the gzip coding would be lost and the client would take
+/// compressed bytes for the body. It is a 502 instead.
+#[test]
+fn response_with_unknown_transfer_coding_is_502() {
+    let up = answers(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\n\x1f\x8b\x08\r\n0\r\n\r\n");
+    let gw = gateway_for(up.addr, "");
+    json_error(&gw.conn().request(&get("/")), 502);
+}
+
+/// Like the closed pooled connection, but the server resets it (SO_LINGER 0): the GET is
+/// retried on a fresh connection, a POST is answered 502 and reaches the upstream at most once.
+#[test]
+fn reset_pooled_connection_races() {
+    let up = RawUpstream::start(|mut c| {
+        if let Some(head) = c.read_head() {
+            if head.starts_with("POST") {
+                let _ = c.read_body(4);
+            }
+            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            std::thread::sleep(Duration::from_millis(100));
+            let _ = socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO));
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    assert_eq!(c.request(&get("/")).status, 200);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        c.request(&get("/")).status,
+        200,
+        "GET retried after a reset"
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    let before = up.requests();
+    let r = c.request(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody");
+    assert_eq!(r.status, 502);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        up.requests(),
+        before,
+        "the POST went to the reset connection only"
+    );
+}

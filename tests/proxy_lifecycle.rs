@@ -1,0 +1,395 @@
+//! Connection and process lifecycle: clients leaving mid-exchange, graceful shutdown, both I/O
+//! drivers, the listener's connection limit, `ringway validate`, and the access log.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{backend, config, free_port, gateway_for, get, send_in_thread, temp_dir, Gateway};
+use ringway::backend::pattern;
+
+#[test]
+fn client_leaving_mid_request_body_does_not_reuse_the_upstream_connection() {
+    let b = backend();
+    let gw = gateway_for(b.addr, "");
+    assert_eq!(gw.conn().request(&get("/size/5")).status, 200);
+    assert_eq!(b.accepted(), 1);
+    {
+        let mut c = gw.conn();
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n");
+        c.send(&[b'x'; 1000]);
+        std::thread::sleep(Duration::from_millis(100));
+    } // closed with 99,000 body bytes owed
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = gw.conn();
+    for _ in 0..3 {
+        let r = c.request(&get("/size/5"));
+        assert_eq!((r.status, r.body), (200, pattern(5)));
+    }
+    assert_eq!(
+        b.accepted(),
+        2,
+        "the half-used upstream connection was not pooled"
+    );
+}
+
+#[test]
+fn client_leaving_mid_response_does_not_reuse_the_upstream_connection() {
+    let b = backend();
+    let gw = gateway_for(b.addr, "");
+    {
+        let mut c = gw.conn();
+        c.send(&get("/size/16777216"));
+        let mut part = [0u8; 1000];
+        let _ = std::io::Read::read(&mut c.stream, &mut part);
+    } // closed with most of 16 MiB unread
+    std::thread::sleep(Duration::from_millis(500));
+    let mut c = gw.conn();
+    for _ in 0..3 {
+        let r = c.request(&get("/size/5"));
+        assert_eq!((r.status, r.body), (200, pattern(5)));
+    }
+    assert_eq!(
+        b.accepted(),
+        2,
+        "the half-read upstream connection was not pooled"
+    );
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_exits() {
+    let b = backend();
+    let mut gw = Gateway::start(&config(free_port(), b.addr, "drain_timeout = \"5s\""));
+    let mut c = gw.conn();
+    c.send(&get("/delay/1000"));
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = Instant::now();
+    gw.sigterm();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        std::net::TcpStream::connect_timeout(&gw.addr, Duration::from_millis(500)).is_err(),
+        "new connections are refused while draining"
+    );
+    let r = c.read_response();
+    assert_eq!(r.status, 200, "the in-flight request completes");
+    assert_eq!(
+        r.header("connection"),
+        Some("close"),
+        "draining closes kept connections"
+    );
+    let status = gw
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits within drain_timeout");
+    assert!(status.success(), "{status}\n{}", gw.log());
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
+}
+
+#[test]
+fn sigterm_gives_up_on_requests_past_drain_timeout() {
+    let b = backend();
+    let mut gw = Gateway::start(&config(free_port(), b.addr, "drain_timeout = \"300ms\""));
+    let mut c = gw.conn();
+    c.send(&get("/delay/5000"));
+    std::thread::sleep(Duration::from_millis(100));
+    let sent = Instant::now();
+    gw.sigterm();
+    let status = gw
+        .wait_exit(Duration::from_secs(4))
+        .expect("exits soon after drain_timeout");
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(status.success(), "{status}");
+    assert!(c.is_closed(Duration::from_secs(1)));
+}
+
+/// GET, POST echo of 1 MiB, pipelining and a 502 on one driver.
+fn driver_subset(driver: &str) {
+    let b = backend();
+    let gw = gateway_for(b.addr, &format!("io_driver = \"{driver}\""));
+    let mut c = gw.conn();
+    let r = c.request(&get("/size/100"));
+    assert_eq!((r.status, r.body), (200, pattern(100)), "{driver}");
+    let body = pattern(1 << 20);
+    let mut req = format!(
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    let writer = send_in_thread(&c.stream, req);
+    let r = c.read_response();
+    writer.join().unwrap();
+    assert!(r.status == 200 && r.body == body, "{driver}: 1 MiB echo");
+    let mut pipe = Vec::new();
+    for n in [1, 70_000, 3] {
+        pipe.extend_from_slice(&get(&format!("/chunked/{n}")));
+    }
+    c.send(&pipe);
+    for n in [1, 70_000, 3] {
+        assert_eq!(
+            c.read_response().body,
+            pattern(n),
+            "{driver}: pipelined {n}"
+        );
+    }
+    let dead = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let gw = gateway_for(dead, &format!("io_driver = \"{driver}\""));
+    assert_eq!(gw.conn().request(&get("/")).status, 502, "{driver}");
+}
+
+#[test]
+fn epoll_driver_subset() {
+    driver_subset("epoll");
+}
+
+#[test]
+fn io_uring_driver_subset() {
+    driver_subset("io_uring");
+}
+
+#[test]
+fn listener_connection_limit_answers_503_at_once() {
+    let b = backend();
+    let port = free_port();
+    let cfg = config(port, b.addr, "").replace(
+        &format!("address = \"127.0.0.1:{port}\"\n"),
+        &format!("address = \"127.0.0.1:{port}\"\nmax_connections = 2\n"),
+    );
+    let gw = Gateway::start(&cfg);
+    // Gateway::start probed the port with a connection; let it go.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut first = gw.conn();
+    let mut second = gw.conn();
+    assert_eq!(first.request(&get("/size/1")).status, 200);
+    assert_eq!(second.request(&get("/size/1")).status, 200);
+    let started = Instant::now();
+    let mut third = gw.conn();
+    third.send(&get("/size/1"));
+    let all = third.read_to_close();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = String::from_utf8_lossy(&all);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 503"),
+        "{text:?}"
+    );
+    // The two admitted connections are unaffected; once one leaves, a new one is admitted.
+    assert_eq!(first.request(&get("/size/1")).status, 200);
+    drop(second);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(gw.conn().request(&get("/size/2")).status, 200);
+}
+
+fn validate(text: &str) -> std::process::Output {
+    let dir = temp_dir("validate");
+    let path = dir.join("ringway.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["validate", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run ringway validate");
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+#[test]
+fn validate_names_file_key_and_line() {
+    let good = config(8080, "127.0.0.1:9000".parse().unwrap(), "");
+    let out = validate(&good);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bad = good.replace(
+        "upstream = \"backend\"",
+        "upstream = \"backend\"\nstrip_prefx = true",
+    );
+    let line = bad
+        .lines()
+        .position(|l| l.starts_with("strip_prefx"))
+        .unwrap()
+        + 1;
+    let out = validate(&bad);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ringway.toml"), "{err}");
+    assert!(
+        err.contains("routes[0]") && err.contains("strip_prefx"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("line {line}")), "{err}");
+
+    let bad = good.replace("workers = 1", "workers = 1\ndrain_timeout = \"soon\"");
+    let out = validate(&bad);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("drain_timeout") && err.contains("line 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn access_log_has_one_line_per_request() {
+    let b = backend();
+    let dir = temp_dir("alog");
+    let log = dir.join("access.log");
+    let top = format!("[access_log]\nenabled = true\npath = \"{}\"", log.display());
+    let mut gw = Gateway::start(&config(free_port(), b.addr, &top));
+    let mut c = gw.conn();
+    c.request(&get("/size/10"));
+    c.request(&get("/status/404"));
+    c.request(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
+    c.request(&get("/delay/1?x=1"));
+    drop(c);
+    gw.sigterm();
+    assert!(gw
+        .wait_exit(Duration::from_secs(5))
+        .is_some_and(|s| s.success()));
+    let text = std::fs::read_to_string(&log).expect("access log written");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    for (line, want) in lines.iter().zip([
+        "\"GET /size/10\" 200",
+        "\"GET /status/404\" 404",
+        "\"POST /echo\" 200",
+        "\"GET /delay/1?x=1\" 200",
+    ]) {
+        assert!(line.contains(want), "{line:?} lacks {want:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A partial head gets 408 after header_timeout; an idle keep-alive connection is kept through
+/// the cold (bufferless) wait and closed at keepalive_timeout; a silent new one at header_timeout.
+#[test]
+fn header_and_keepalive_timeouts_epoll() {
+    header_and_keepalive_timeouts("epoll");
+}
+
+#[test]
+fn header_and_keepalive_timeouts_io_uring() {
+    header_and_keepalive_timeouts("io_uring");
+}
+
+fn header_and_keepalive_timeouts(driver: &str) {
+    let b = backend();
+    let port = free_port();
+    let cfg = config(port, b.addr, &format!("io_driver = \"{driver}\"")).replace(
+        &format!("address = \"127.0.0.1:{port}\"\n"),
+        &format!("address = \"127.0.0.1:{port}\"\nheader_timeout = \"300ms\"\nkeepalive_timeout = \"1s\"\n"),
+    );
+    let gw = Gateway::start(&cfg);
+    let mut c = gw.conn();
+    c.send(b"GET / HTTP/1.1\r\nHost");
+    let t = Instant::now();
+    let r = c.read_response();
+    assert_eq!(r.status, 408);
+    assert!(t.elapsed() < Duration::from_secs(2));
+    // keepalive: used in cold phase
+    let mut c = gw.conn();
+    assert_eq!(c.request(&get("/size/1")).status, 200);
+    std::thread::sleep(Duration::from_millis(750));
+    assert_eq!(c.request(&get("/size/1")).status, 200);
+    let t = Instant::now();
+    assert!(c.is_closed(Duration::from_secs(3)));
+    let e = t.elapsed();
+    assert!(
+        e > Duration::from_millis(800) && e < Duration::from_millis(1500),
+        "{e:?}"
+    );
+    // a new connection that sends nothing: closed after header_timeout
+    let mut c = gw.conn();
+    let t = Instant::now();
+    assert!(c.is_closed(Duration::from_secs(3)));
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+/// The raw upstream sees its connection closed when the client leaves mid-body or mid-response
+/// (nothing half-used is kept open, let alone pooled).
+#[test]
+fn upstream_sees_the_close_when_the_client_leaves() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let closed = Arc::new(AtomicU64::new(0));
+    let seen = closed.clone();
+    let up = common::RawUpstream::start(move |mut c| {
+        let Some(head) = c.read_head() else { return };
+        if head.starts_with("POST") {
+            let _ = c.read_body(10);
+            if c.wait_closed(Duration::from_secs(3)) {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        } else {
+            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n");
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if std::io::Write::write_all(&mut c.stream, &[b'z'; 1000]).is_err() {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    {
+        let mut c = gw.conn();
+        c.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n0123456789");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    {
+        let mut c = gw.conn();
+        c.send(&get("/"));
+        let mut part = [0u8; 100];
+        let _ = std::io::Read::read(&mut c.stream, &mut part);
+    }
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while closed.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(closed.load(Ordering::SeqCst), 2, "upstream saw both closes");
+}
+
+/// Idle keep-alive connections do not hold up a shutdown: with nothing in flight the gateway
+/// exits at once, well inside drain_timeout.
+#[test]
+fn sigterm_with_only_idle_connections_exits_promptly() {
+    let b = backend();
+    let mut gw = Gateway::start(&config(free_port(), b.addr, "drain_timeout = \"5s\""));
+    let mut hot = gw.conn();
+    assert_eq!(hot.request(&get("/size/1")).status, 200);
+    let mut cold = gw.conn();
+    assert_eq!(cold.request(&get("/size/1")).status, 200);
+    std::thread::sleep(Duration::from_millis(700)); // `cold` is past the hot idle wait
+    assert_eq!(hot.request(&get("/size/1")).status, 200);
+    let sent = Instant::now();
+    gw.sigterm();
+    let status = gw.wait_exit(Duration::from_secs(5)).expect("exits");
+    assert!(status.success());
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(hot.is_closed(Duration::from_secs(1)));
+    assert!(cold.is_closed(Duration::from_secs(1)));
+}
