@@ -21,6 +21,9 @@ pub trait Stream:
 
     /// Waits until a read would not block, without parking a buffer on the connection.
     fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<()>>;
+
+    /// The underlying socket (for deadlines that shut down a waiting connection).
+    fn socket_fd(&self) -> RawFd;
 }
 
 impl Stream for TcpStream {
@@ -30,6 +33,10 @@ impl Stream for TcpStream {
 
     async fn wait_readable(&self) -> io::Result<()> {
         self.readable(false).await
+    }
+
+    fn socket_fd(&self) -> RawFd {
+        self.as_raw_fd()
     }
 }
 
@@ -132,5 +139,83 @@ pub fn set_user_timeout<T: AsRawFd>(s: &T, d: Duration) {
     let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(s.as_raw_fd()) };
     if let Err(e) = socket2::SockRef::from(&fd).set_tcp_user_timeout(Some(d)) {
         tracing::debug!(error = %e, "TCP_USER_TIMEOUT not set");
+    }
+}
+
+/// Borrowed read half of a stream (see [`halves`]).
+pub struct ReadHalf<'a, S>(*mut S, std::marker::PhantomData<&'a mut S>);
+/// Borrowed write half of a stream (see [`halves`]).
+pub struct WriteHalf<'a, S>(*mut S, std::marker::PhantomData<&'a mut S>);
+
+/// Splits a borrowed stream so both directions can be driven at once (a request body still
+/// uploading while the response already streams back). Sound under monoio's `Split` contract,
+/// the same one its owned `into_split` relies on: reads and writes are independent ops on a
+/// shared fd. The halves cannot outlive the borrow.
+pub fn halves<S: Split>(s: &mut S) -> (ReadHalf<'_, S>, WriteHalf<'_, S>) {
+    let p: *mut S = s;
+    (
+        ReadHalf(p, std::marker::PhantomData),
+        WriteHalf(p, std::marker::PhantomData),
+    )
+}
+
+impl<S: AsyncReadRent> AsyncReadRent for ReadHalf<'_, S> {
+    #[inline]
+    fn read<T: IoBufMut>(
+        &mut self,
+        buf: T,
+    ) -> impl std::future::Future<Output = monoio::BufResult<usize, T>> {
+        // SAFETY: see `halves`; only reads go through this half.
+        unsafe { &mut *self.0 }.read(buf)
+    }
+
+    #[inline]
+    fn readv<T: monoio::buf::IoVecBufMut>(
+        &mut self,
+        buf: T,
+    ) -> impl std::future::Future<Output = monoio::BufResult<usize, T>> {
+        // SAFETY: see `halves`.
+        unsafe { &mut *self.0 }.readv(buf)
+    }
+}
+
+impl<S: AsyncWriteRent> AsyncWriteRent for WriteHalf<'_, S> {
+    #[inline]
+    fn write<T: IoBuf>(
+        &mut self,
+        buf: T,
+    ) -> impl std::future::Future<Output = monoio::BufResult<usize, T>> {
+        // SAFETY: see `halves`; only writes go through this half.
+        unsafe { &mut *self.0 }.write(buf)
+    }
+
+    #[inline]
+    fn writev<T: monoio::buf::IoVecBuf>(
+        &mut self,
+        buf: T,
+    ) -> impl std::future::Future<Output = monoio::BufResult<usize, T>> {
+        // SAFETY: see `halves`.
+        unsafe { &mut *self.0 }.writev(buf)
+    }
+
+    #[inline]
+    fn flush(&mut self) -> impl std::future::Future<Output = io::Result<()>> {
+        // SAFETY: see `halves`.
+        unsafe { &mut *self.0 }.flush()
+    }
+
+    #[inline]
+    fn shutdown(&mut self) -> impl std::future::Future<Output = io::Result<()>> {
+        // SAFETY: see `halves`.
+        unsafe { &mut *self.0 }.shutdown()
+    }
+}
+
+/// A relay buffer that a read filled completely is doubled (up to 64 KiB), so long bodies move
+/// in fewer, larger reads while short exchanges keep small buffers.
+pub fn grow_if_full(buf: &mut Vec<u8>) {
+    const MAX: usize = 64 * 1024;
+    if buf.len() == buf.capacity() && buf.capacity() < MAX {
+        buf.reserve(buf.capacity());
     }
 }

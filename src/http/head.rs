@@ -63,6 +63,7 @@ pub struct RequestHead {
     /// `Connection: upgrade` with an `Upgrade` header (WebSocket handshake).
     pub upgrade: Option<Span>,
     pub expect_continue: bool,
+    pub is_head: bool,
     /// Index of the last `X-Forwarded-For` / `Via` field, which ringway appends to.
     pub forwarded_for: Option<usize>,
     pub via: Option<usize>,
@@ -71,10 +72,6 @@ pub struct RequestHead {
 impl RequestHead {
     pub fn method<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         self.method.get(buf)
-    }
-
-    pub fn is_head(&self, buf: &[u8]) -> bool {
-        self.method.get(buf) == b"HEAD"
     }
 
     /// Methods a retry may repeat (RFC 9110 §9.2.2).
@@ -145,6 +142,7 @@ pub fn parse_request(
     head.method = Span::of(buf, req.method.unwrap_or("").as_bytes());
     head.target = Span::of(buf, target.as_bytes());
     head.minor = req.version.unwrap_or(1);
+    head.is_head = req.method == Some("HEAD");
     classify_request(buf, req.headers, head)
 }
 

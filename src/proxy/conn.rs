@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use crate::http::head::HeadLimits;
 use crate::http::parse_request;
-use crate::net::{read_append, read_append_timeout, with_timeout, write_all, Read, Stream};
+use crate::net::{read_append, write_all, Stream};
 use crate::relay::tunnel;
 
 use super::errors::error_response;
 use super::exchange::{exchange, Next};
 use super::state::{Buffers, ConnInfo, WorkerState};
 
-/// Idle connections per worker that may wait holding their buffers (≈ 48 KiB each).
+/// Idle connections per worker that may wait holding their buffers (≈ 12 KiB each).
 const HOT_IDLE_MAX: usize = 128;
 
 enum Head {
@@ -46,11 +46,8 @@ pub async fn serve<S: Stream>(mut client: S, info: ConnInfo, w: Rc<WorkerState>)
             Head::Reject(status, why) => {
                 let b = bufs.get_or_insert_with(|| w.take_buffers());
                 error_response(&mut b.out, status, why, true);
-                let _ = with_timeout(
-                    info.header_timeout,
-                    write_all(&mut client, take(&mut b.out)),
-                )
-                .await;
+                // Bounded by the socket's TCP_USER_TIMEOUT (the listener's send_timeout).
+                let _ = write_all(&mut client, take(&mut b.out)).await;
                 break;
             }
         }
@@ -68,7 +65,15 @@ pub async fn serve<S: Stream>(mut client: S, info: ConnInfo, w: Rc<WorkerState>)
                 let pending_client = b.client_pending().to_vec();
                 let b = bufs.take().expect("buffers");
                 w.put_buffers(b);
-                tunnel::run(client, up.stream, pending_client, pending_up, idle).await;
+                // Boxed: a tunnel's state is large and rare; idle connections should not carry it.
+                Box::pin(tunnel::run(
+                    client,
+                    up.stream,
+                    pending_client,
+                    pending_up,
+                    idle,
+                ))
+                .await;
                 return;
             }
         }
@@ -114,56 +119,49 @@ async fn next_head<S: Stream>(
         }
         // Part of a head is here: the rest must come within the header timeout.
         let b = bufs.as_mut().expect("partial head implies buffers");
-        match with_timeout(info.header_timeout, read_append(client, take(&mut b.cbuf))).await {
-            Some((Ok(n), buf)) if n > 0 => b.cbuf = buf,
-            Some(_) => return Head::Closed,
-            None => {
-                b.cbuf = Vec::with_capacity(1024);
-                return Head::Reject(408, "request head timeout");
-            }
+        let deadline = w.waits.register(client.socket_fd(), info.header_timeout);
+        let (r, buf) = read_append(client, take(&mut b.cbuf)).await;
+        b.cbuf = buf;
+        if deadline.expired() {
+            return Head::Reject(408, "request head timeout");
+        }
+        match r {
+            Ok(n) if n > 0 => {}
+            _ => return Head::Closed,
         }
     }
 }
 
 /// Waits up to `wait` for the first bytes of a request. Returns false when the connection
-/// should close (timeout, EOF, error).
+/// should close (deadline passed, EOF, error).
 ///
-/// While few connections are idle, a connection waits with its buffers and a plain read: one
-/// op per request, and a timeout simply closes it (no cancellation to await). Past
-/// `HOT_IDLE_MAX` idle connections per worker, further ones give their buffers back and wait
-/// for readiness alone, so memory stays bounded however many clients sit idle.
+/// While few connections are idle, a connection waits with its buffers: one read op per
+/// request. Past `HOT_IDLE_MAX` idle connections per worker, further ones give their buffers
+/// back and wait for readiness alone, so memory stays bounded however many clients sit idle.
+/// Neither wait holds a timer: the worker's deadline sweep ends it (see `deadlines`).
 async fn idle_wait<S: Stream>(
     client: &mut S,
     bufs: &mut Option<Box<Buffers>>,
     w: &WorkerState,
     wait: Duration,
 ) -> bool {
+    let deadline = w.waits.register(client.socket_fd(), wait);
     if w.hot_idle.get() < HOT_IDLE_MAX {
         let b = bufs.get_or_insert_with(|| w.take_buffers());
         w.hot_idle.set(w.hot_idle.get() + 1);
-        let r = with_timeout(wait, read_append(client, take(&mut b.cbuf))).await;
+        let (r, buf) = read_append(client, take(&mut b.cbuf)).await;
         w.hot_idle.set(w.hot_idle.get() - 1);
-        return match r {
-            Some((Ok(n), buf)) if n > 0 => {
-                b.cbuf = buf;
-                true
-            }
-            // On timeout the cancelled read keeps the buffer: these buffers are not reused.
-            _ => {
-                *bufs = None;
-                false
-            }
-        };
+        b.cbuf = buf;
+        return matches!(r, Ok(n) if n > 0) && !deadline.expired();
     }
     if let Some(b) = bufs.take() {
         w.put_buffers(b);
     }
-    match with_timeout(wait, client.wait_readable()).await {
-        Some(Ok(())) => {}
-        _ => return false,
+    if client.wait_readable().await.is_err() || deadline.expired() {
+        return false;
     }
     let b = bufs.insert(w.take_buffers());
-    let (r, buf) = read_append_timeout(client, take(&mut b.cbuf), Duration::from_secs(1)).await;
+    let (r, buf) = read_append(client, take(&mut b.cbuf)).await;
     b.cbuf = buf;
-    matches!(r, Ok(Read::Data(_)))
+    matches!(r, Ok(n) if n > 0) && !deadline.expired()
 }

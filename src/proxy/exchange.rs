@@ -8,22 +8,25 @@
 //! 3. response head read → *response-header policies* → head written to the client
 //! 4. response body relayed → *response-body policies* → access log
 
+use std::cell::Cell;
 use std::io::Write;
 use std::mem::take;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::time::{Duration, Instant};
 
-use monoio::net::TcpStream;
-
 use crate::accesslog::Entry;
+use crate::config::RouteSpec;
 use crate::http::head::HeaderRef;
-use crate::http::{parse_response, BodyKind, ChunkedDecoder, ChunkedOutput};
-use crate::net::{read_append, with_timeout, write_all, Stream};
+use crate::http::BodyKind;
+use crate::net::{halves, write_all, Stream};
 use crate::upstream::{ConnectError, UpConn};
 
 use super::errors::error_response;
+use super::response::{build_client_head, read_final_head, respond, ClientFraming, HeadFail, Keep};
 use super::router::{upstream_target, Miss};
 use super::state::{Buffers, ConnInfo, Generation, WorkerState};
+use super::upload::{upload, RequestBody, SendError, UploadBuf};
 
 /// What the connection loop does after an exchange.
 pub enum Next {
@@ -35,14 +38,11 @@ pub enum Next {
 }
 
 /// What the access log records of an exchange.
-struct Facts {
-    status: u16,
-    bytes: u64,
-    upstream: Option<SocketAddr>,
+pub(super) struct Facts {
+    pub status: u16,
+    pub bytes: u64,
+    pub upstream: Option<SocketAddr>,
 }
-
-/// Most interim (1xx) responses accepted before one final response.
-const MAX_INTERIM: usize = 32;
 
 pub async fn exchange<S: Stream>(
     client: &mut S,
@@ -122,17 +122,21 @@ async fn forward<S: Stream>(
             return reply(client, b, f, 413, "request body too large", true).await;
         }
     }
-    let mut body = RequestBody::new(b.req.body);
+    let mut body = RequestBody::new(b.req.body, limits.max_body_bytes);
     build_upstream_head(b, route, info, &g.snap.upstreams[route.upstream].servers[0]);
-    if let Err(e) = body.take_buffered(b, limits.max_body_bytes) {
-        return reply(client, b, f, e.status(), e.message(), true).await;
+    b.cpos = b.req.head_len;
+    match body.consume(&b.cbuf[b.cpos..], &mut b.out) {
+        Ok(used) => b.cpos += used,
+        Err(e) => return reply(client, b, f, e.status(), e.message(), true).await,
     }
     let retryable = b.req.body == BodyKind::None && b.req.is_idempotent(&b.cbuf);
     let timeout = route.response_timeout;
+    let max_head = limits.max_response_head_bytes;
     let mut attempt = 0;
     let mut conn = loop {
         attempt += 1;
-        let conn = match g
+        // The retry after a stale pooled connection always connects anew.
+        let mut conn = match g
             .pools
             .get(route.upstream, route.connect_timeout, attempt > 1)
             .await
@@ -146,59 +150,125 @@ async fn forward<S: Stream>(
             }
         };
         f.upstream = Some(conn.addr);
-        let mut conn = conn;
-        let max_body = limits.max_body_bytes;
-        match send_request(client, &mut conn.stream, b, &mut body, info, max_body).await {
+        let retry = conn.reused && retryable && attempt == 1;
+        let (r, out) = write_all(&mut conn.stream, take(&mut b.out)).await;
+        b.out = out;
+        match r {
             Ok(()) => {}
-            Err(e) if e.is_upstream() && conn.reused && retryable && attempt == 1 => {
-                continue;
+            Err(_) if retry => continue,
+            Err(_) => {
+                return reply(client, b, f, 502, "upstream closed the connection", true).await
             }
-            Err(SendError::Client) => return Next::Close,
-            Err(e) => return reply(client, b, f, e.status(), e.message(), true).await,
         }
-        match read_final_head(
-            client,
-            &mut conn.stream,
-            b,
-            info,
-            timeout,
-            limits.max_response_head_bytes,
-        )
-        .await
-        {
+        if !body.complete() {
+            break conn;
+        }
+        match read_final_head(client, &mut conn.stream, b, timeout, max_head).await {
             Ok(()) => break conn,
-            Err(HeadFail::Empty) if conn.reused && retryable && attempt == 1 => {
-                continue;
-            }
+            Err(HeadFail::Empty) if retry => continue,
             Err(HeadFail::Client) => return Next::Close,
             Err(e) => return reply(client, b, f, e.status(), e.message(), true).await,
         }
     };
+    if !body.complete() {
+        return duplex(client, conn, b, &mut body, info, g, route, w, f).await;
+    }
     f.status = b.resp.status;
     if b.resp.status == 101 {
         return upgrade(client, b, conn, f, route.response_timeout).await;
     }
-    respond(client, &mut conn, b, w, f, timeout, body.complete())
-        .await
-        .map_or(Next::Close, |keep| {
-            if keep.upstream {
-                g.pools.put(route.upstream, conn);
+    match respond(client, &mut conn.stream, b, w, f, timeout).await {
+        Ok(keep) => finish(keep, true, conn, route.upstream, g),
+        Err(()) => Next::Close,
+    }
+}
+
+/// Pools the upstream connection and keeps the client one when both sides ended cleanly.
+fn finish(keep: Keep, request_done: bool, conn: UpConn, upstream: usize, g: &Generation) -> Next {
+    if keep.upstream && request_done {
+        g.pools.put(upstream, conn);
+    }
+    if keep.client && request_done {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}
+
+/// A request whose body is still arriving: the upload and the response run at once, so an
+/// upstream that answers while it reads (an echo, a streaming transform) never deadlocks
+/// against a gateway that would only read after writing everything.
+#[allow(clippy::too_many_arguments)]
+async fn duplex<S: Stream>(
+    client: &mut S,
+    mut conn: UpConn,
+    b: &mut Buffers,
+    body: &mut RequestBody,
+    info: &ConnInfo,
+    g: &Generation,
+    route: &RouteSpec,
+    w: &WorkerState,
+    f: &mut Facts,
+) -> Next {
+    if b.req.expect_continue && b.req.minor == 1 {
+        // ringway answers the expectation itself once it is ready to take the body.
+        let (r, _) = write_all(client, &b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
+        if r.is_err() {
+            return Next::Close;
+        }
+    }
+    let (mut cbuf, mut cpos, mut bout) = (take(&mut b.cbuf), b.cpos, take(&mut b.bout));
+    let head_len = b.req.head_len;
+    let timeout = route.response_timeout;
+    let max_head = g.snap.limits.max_response_head_bytes;
+    let responded = Cell::new(false);
+    let (up_result, down_result) = {
+        let (mut cr, mut cw) = halves(client);
+        let (mut ur, mut uw) = halves(&mut conn.stream);
+        let ubuf = UploadBuf {
+            cbuf: &mut cbuf,
+            cpos: &mut cpos,
+            out: &mut bout,
+            head_len,
+        };
+        let mut up = pin!(upload(&mut cr, &mut uw, ubuf, body, info.header_timeout));
+        let mut down = pin!(async {
+            read_final_head(&mut cw, &mut ur, b, timeout, max_head).await?;
+            if b.resp.status == 101 {
+                return Err(HeadFail::Bad("101 to a request with a body"));
             }
-            if keep.client {
-                Next::KeepAlive
-            } else {
-                Next::Close
-            }
-        })
+            f.status = b.resp.status;
+            responded.set(true);
+            respond(&mut cw, &mut ur, b, w, f, timeout)
+                .await
+                .map_err(|()| HeadFail::Client)
+        });
+        monoio::select! {
+            u = &mut up => match u {
+                // The upstream may have answered early and closed: let the response finish.
+                Ok(()) | Err(SendError::UpstreamIo) => (Some(u), Some(down.await)),
+                Err(_) => (Some(u), None),
+            },
+            d = &mut down => (None, Some(d)),
+        }
+    };
+    b.cbuf = cbuf;
+    b.cpos = cpos;
+    b.bout = bout;
+    let request_done = matches!(up_result, Some(Ok(())));
+    match (up_result, down_result) {
+        (_, Some(Ok(keep))) => finish(keep, request_done, conn, route.upstream, g),
+        _ if responded.get() => Next::Close,
+        (Some(Err(SendError::Client)), _) => Next::Close,
+        (Some(Err(e)), None) => reply(client, b, f, e.status(), e.message(), true).await,
+        (_, Some(Err(HeadFail::Client))) => Next::Close,
+        (_, Some(Err(e))) => reply(client, b, f, e.status(), e.message(), true).await,
+        (_, None) => Next::Close,
+    }
 }
 
 /// The request head ringway sends upstream, followed by as much body as already arrived.
-fn build_upstream_head(
-    b: &mut Buffers,
-    route: &crate::config::RouteSpec,
-    info: &ConnInfo,
-    server: &SocketAddr,
-) {
+fn build_upstream_head(b: &mut Buffers, route: &RouteSpec, info: &ConnInfo, server: &SocketAddr) {
     let (buf, req, out) = (&b.cbuf, &b.req, &mut b.out);
     out.clear();
     out.extend_from_slice(req.method.get(buf));
@@ -242,11 +312,11 @@ fn build_upstream_head(
     out.extend_from_slice(b"\r\n");
 }
 
-fn push_num(out: &mut Vec<u8>, n: u64) {
+pub(super) fn push_num(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-fn put_length(out: &mut Vec<u8>, n: u64) {
+pub(super) fn put_length(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(b"content-length: ");
     push_num(out, n);
     out.extend_from_slice(b"\r\n");
@@ -255,7 +325,7 @@ fn put_length(out: &mut Vec<u8>, n: u64) {
 /// Copies forwarded header lines verbatim, one run of consecutive fields at a time (a field's
 /// line ends where the next begins; the last ends at the head's final CRLF). `skip` picks the
 /// fields left out: hop-by-hop ones, or those the caller rewrites.
-fn copy_fields(
+pub(super) fn copy_fields(
     out: &mut Vec<u8>,
     buf: &[u8],
     headers: &[HeaderRef],
@@ -280,274 +350,6 @@ fn copy_fields(
 }
 
 /// Progress of the request body toward the upstream.
-struct RequestBody {
-    kind: BodyKind,
-    remaining: u64,
-    decoder: ChunkedDecoder,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum SendError {
-    /// The client went away or broke framing mid-body; nothing to answer.
-    Client,
-    ClientTimeout,
-    BadChunk,
-    TooLarge,
-    UpstreamIo,
-}
-
-impl SendError {
-    fn is_upstream(self) -> bool {
-        matches!(self, SendError::UpstreamIo)
-    }
-    fn status(self) -> u16 {
-        match self {
-            SendError::Client | SendError::BadChunk => 400,
-            SendError::ClientTimeout => 408,
-            SendError::TooLarge => 413,
-            SendError::UpstreamIo => 502,
-        }
-    }
-    fn message(self) -> &'static str {
-        match self {
-            SendError::Client | SendError::BadChunk => "malformed request body",
-            SendError::ClientTimeout => "request body timeout",
-            SendError::TooLarge => "request body too large",
-            SendError::UpstreamIo => "upstream closed the connection",
-        }
-    }
-}
-
-impl RequestBody {
-    fn new(kind: BodyKind) -> RequestBody {
-        let remaining = if let BodyKind::Length(n) = kind { n } else { 0 };
-        RequestBody {
-            kind,
-            remaining,
-            decoder: ChunkedDecoder::default(),
-        }
-    }
-
-    fn complete(&self) -> bool {
-        match self.kind {
-            BodyKind::Chunked => self.decoder.is_done(),
-            _ => self.remaining == 0,
-        }
-    }
-
-    /// Moves body bytes that arrived with the head into `out`, behind the head.
-    fn take_buffered(&mut self, b: &mut Buffers, max: u64) -> Result<(), SendError> {
-        b.cpos = b.req.head_len;
-        self.consume(b, max)
-    }
-
-    /// Consumes client bytes in `cbuf[cpos..]` into `out` (appending), up to the body's end.
-    fn consume(&mut self, b: &mut Buffers, max: u64) -> Result<(), SendError> {
-        let pending = &b.cbuf[b.cpos..];
-        let used = match self.kind {
-            BodyKind::Length(_) => {
-                let n = (self.remaining as usize).min(pending.len());
-                b.out.extend_from_slice(&pending[..n]);
-                self.remaining -= n as u64;
-                n
-            }
-            BodyKind::Chunked => {
-                let n = self
-                    .decoder
-                    .decode(pending, ChunkedOutput::Chunked, &mut b.out)
-                    .map_err(|_| SendError::BadChunk)?;
-                if self.decoder.total > max {
-                    return Err(SendError::TooLarge);
-                }
-                n
-            }
-            _ => 0,
-        };
-        b.cpos += used;
-        Ok(())
-    }
-}
-
-/// Writes the head (and buffered body) upstream, then relays the rest of the request body.
-async fn send_request<S: Stream>(
-    client: &mut S,
-    up: &mut TcpStream,
-    b: &mut Buffers,
-    body: &mut RequestBody,
-    info: &ConnInfo,
-    max_body: u64,
-) -> Result<(), SendError> {
-    upstream_write(up, b).await?;
-    if body.complete() {
-        return Ok(());
-    }
-    if b.req.expect_continue && b.req.minor == 1 {
-        // ringway answers the expectation itself once it is ready to take the body.
-        let (r, _) = write_all(client, &b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
-        r.map_err(|_| SendError::Client)?;
-    }
-    let head_len = b.req.head_len;
-    while !body.complete() {
-        // Keep the request head at the front of cbuf (the log and retries read it).
-        b.cbuf.truncate(head_len);
-        b.cpos = head_len;
-        let (r, buf) =
-            match with_timeout(info.header_timeout, read_append(client, take(&mut b.cbuf))).await {
-                Some(x) => x,
-                None => return Err(SendError::ClientTimeout),
-            };
-        b.cbuf = buf;
-        match r {
-            Ok(n) if n > 0 => {}
-            _ => return Err(SendError::Client),
-        }
-        b.out.clear();
-        body.consume(b, max_body)?;
-        upstream_write(up, b).await?;
-    }
-    Ok(())
-}
-
-/// Writes need no timer: TCP_USER_TIMEOUT on the socket fails a write the peer never takes.
-async fn upstream_write(up: &mut TcpStream, b: &mut Buffers) -> Result<(), SendError> {
-    let (r, out) = write_all(up, take(&mut b.out)).await;
-    b.out = out;
-    r.map_err(|_| SendError::UpstreamIo)
-}
-
-#[derive(Debug, Clone, Copy)]
-enum HeadFail {
-    /// The upstream closed or reset before sending a byte.
-    Empty,
-    /// Closed after part of a head.
-    Cut,
-    Timeout,
-    Bad(&'static str),
-    /// Writing an interim response to the client failed.
-    Client,
-}
-
-impl HeadFail {
-    fn status(self) -> u16 {
-        match self {
-            HeadFail::Timeout => 504,
-            _ => 502,
-        }
-    }
-    fn message(self) -> &'static str {
-        match self {
-            HeadFail::Empty => "upstream closed the connection",
-            HeadFail::Cut => "upstream closed mid-response",
-            HeadFail::Timeout => "upstream response timeout",
-            HeadFail::Bad(why) => why,
-            HeadFail::Client => "client gone",
-        }
-    }
-}
-
-/// Reads response heads until a final one (or 101), forwarding interim 1xx to HTTP/1.1 clients.
-async fn read_final_head<S: Stream>(
-    client: &mut S,
-    up: &mut TcpStream,
-    b: &mut Buffers,
-    info: &ConnInfo,
-    timeout: Duration,
-    max_head: usize,
-) -> Result<(), HeadFail> {
-    let _ = info;
-    let is_head = b.req.is_head(&b.cbuf);
-    b.ubuf.clear();
-    for _ in 0..=MAX_INTERIM {
-        read_head(up, b, timeout, max_head, is_head).await?;
-        let status = b.resp.status;
-        if status >= 200 || status == 101 {
-            return Ok(());
-        }
-        if b.req.minor == 1 {
-            build_client_head(b, ClientFraming::None, true);
-            let (r, out) = write_all(client, take(&mut b.out)).await;
-            b.out = out;
-            r.map_err(|_| HeadFail::Client)?;
-        }
-        b.ubuf.drain(..b.resp.head_len);
-    }
-    Err(HeadFail::Bad("too many interim responses"))
-}
-
-async fn read_head(
-    up: &mut TcpStream,
-    b: &mut Buffers,
-    timeout: Duration,
-    max_head: usize,
-    is_head: bool,
-) -> Result<(), HeadFail> {
-    loop {
-        if !b.ubuf.is_empty() {
-            match parse_response(&b.ubuf, max_head, is_head, &mut b.resp) {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(why) => return Err(HeadFail::Bad(why)),
-            }
-        }
-        let had = b.ubuf.len();
-        let Some((r, buf)) = with_timeout(timeout, read_append(up, take(&mut b.ubuf))).await else {
-            // The cancelled read kept the buffer; this connection is abandoned anyway.
-            b.ubuf = Vec::with_capacity(16 * 1024);
-            return Err(HeadFail::Timeout);
-        };
-        b.ubuf = buf;
-        match r {
-            Ok(n) if n > 0 => {}
-            _ if had == 0 => return Err(HeadFail::Empty),
-            _ => return Err(HeadFail::Cut),
-        }
-    }
-}
-
-/// How the response body is framed toward the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ClientFraming {
-    None,
-    Length(u64),
-    Chunked,
-    /// Delimited by closing the client connection.
-    Close,
-}
-
-fn build_client_head(b: &mut Buffers, framing: ClientFraming, keep: bool) {
-    let (buf, resp, out) = (&b.ubuf, &b.resp, &mut b.out);
-    out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    push_num(out, resp.status as u64);
-    out.push(b' ');
-    out.extend_from_slice(resp.reason.get(buf));
-    out.extend_from_slice(b"\r\n");
-    copy_fields(out, buf, &resp.headers, resp.head_len, |_, h| h.hop);
-    match framing {
-        ClientFraming::Length(n) => {
-            put_length(out, n);
-        }
-        ClientFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        ClientFraming::None => {
-            if let Some(n) = resp.declared_length {
-                // HEAD and 304 describe the body they would have had.
-                put_length(out, n);
-            }
-        }
-        ClientFraming::Close => {}
-    }
-    if resp.status == 101 {
-        out.extend_from_slice(b"connection: upgrade\r\n");
-    } else if resp.status >= 200 {
-        if !keep {
-            out.extend_from_slice(b"connection: close\r\n");
-        } else if b.req.minor == 0 {
-            out.extend_from_slice(b"connection: keep-alive\r\n");
-        }
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
 async fn upgrade<S: Stream>(
     client: &mut S,
     b: &mut Buffers,
@@ -566,129 +368,4 @@ async fn upgrade<S: Stream>(
     }
     b.ubuf.drain(..b.resp.head_len);
     Next::Upgrade(conn, idle)
-}
-
-/// Which connections survive the exchange.
-struct Keep {
-    client: bool,
-    upstream: bool,
-}
-
-/// Writes the final head and relays the response body. `Err` means the client connection
-/// broke (or was cut off after a truncated body) and must close.
-async fn respond<S: Stream>(
-    client: &mut S,
-    up: &mut UpConn,
-    b: &mut Buffers,
-    w: &WorkerState,
-    f: &mut Facts,
-    timeout: Duration,
-    request_done: bool,
-) -> Result<Keep, ()> {
-    let http10 = b.req.minor == 0;
-    let framing = match b.resp.body {
-        BodyKind::None => ClientFraming::None,
-        BodyKind::Length(n) => ClientFraming::Length(n),
-        BodyKind::Chunked if http10 => ClientFraming::Close,
-        BodyKind::Chunked => ClientFraming::Chunked,
-        BodyKind::Close => ClientFraming::Close,
-    };
-    let keep_client =
-        b.req.keep_alive && request_done && framing != ClientFraming::Close && !w.draining.get();
-    build_client_head(b, framing, keep_client);
-    let mut relay = ResponseBody::new(b.resp.body, http10);
-    let start = b.resp.head_len;
-    relay.consume(b, start, f)?;
-    client_write(client, b).await?;
-    while !relay.done {
-        b.ubuf.clear();
-        let Some((r, buf)) =
-            with_timeout(timeout, read_append(&mut up.stream, take(&mut b.ubuf))).await
-        else {
-            b.ubuf = Vec::with_capacity(16 * 1024);
-            return Err(());
-        };
-        b.ubuf = buf;
-        match r {
-            Ok(n) if n > 0 => {}
-            // Close-delimited bodies end here; any other body was cut off: close the client
-            // too, so it sees the truncation instead of a padded or hanging response.
-            _ if b.resp.body == BodyKind::Close => break,
-            _ => return Err(()),
-        }
-        b.out.clear();
-        relay.consume(b, 0, f)?;
-        client_write(client, b).await?;
-    }
-    Ok(Keep {
-        client: keep_client,
-        upstream: b.resp.keep_alive && request_done && relay.clean,
-    })
-}
-
-/// Untimed for the same reason as [`upstream_write`]: the listener's send_timeout is the
-/// socket's TCP_USER_TIMEOUT.
-async fn client_write<S: Stream>(client: &mut S, b: &mut Buffers) -> Result<(), ()> {
-    if b.out.is_empty() {
-        return Ok(());
-    }
-    let (r, out) = write_all(client, take(&mut b.out)).await;
-    b.out = out;
-    r.map_err(|_| ())
-}
-
-/// Progress of the response body toward the client.
-struct ResponseBody {
-    kind: BodyKind,
-    remaining: u64,
-    decoder: ChunkedDecoder,
-    mode: ChunkedOutput,
-    done: bool,
-    /// No stray bytes followed the body (so the upstream connection can be reused).
-    clean: bool,
-}
-
-impl ResponseBody {
-    fn new(kind: BodyKind, http10: bool) -> ResponseBody {
-        let remaining = if let BodyKind::Length(n) = kind { n } else { 0 };
-        ResponseBody {
-            kind,
-            remaining,
-            decoder: ChunkedDecoder::default(),
-            mode: if http10 {
-                ChunkedOutput::Data
-            } else {
-                ChunkedOutput::Chunked
-            },
-            done: kind == BodyKind::None,
-            clean: true,
-        }
-    }
-
-    /// Moves response bytes `ubuf[from..]` into `out`.
-    fn consume(&mut self, b: &mut Buffers, from: usize, f: &mut Facts) -> Result<(), ()> {
-        let input = &b.ubuf[from.min(b.ubuf.len())..];
-        let before = b.out.len();
-        match self.kind {
-            BodyKind::None => self.clean = input.is_empty(),
-            BodyKind::Length(_) => {
-                let n = (self.remaining as usize).min(input.len());
-                b.out.extend_from_slice(&input[..n]);
-                self.remaining -= n as u64;
-                self.done = self.remaining == 0;
-                self.clean = n == input.len();
-            }
-            BodyKind::Chunked => {
-                let n = self
-                    .decoder
-                    .decode(input, self.mode, &mut b.out)
-                    .map_err(|_| ())?;
-                self.done = self.decoder.is_done();
-                self.clean = n == input.len();
-            }
-            BodyKind::Close => b.out.extend_from_slice(input),
-        }
-        f.bytes += (b.out.len() - before) as u64;
-        Ok(())
-    }
 }

@@ -3,10 +3,13 @@
 //! the state a worker owns ([`state`]).
 
 pub mod conn;
+pub mod deadlines;
 pub mod errors;
 pub mod exchange;
+mod response;
 pub mod router;
 pub mod state;
+mod upload;
 
 pub use conn::serve;
 pub use state::{ConnInfo, WorkerState};

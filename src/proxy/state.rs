@@ -12,6 +12,7 @@ use crate::config::{ListenerSpec, Snapshot, SnapshotHandle};
 use crate::http::{RequestHead, ResponseHead};
 use crate::upstream::Pools;
 
+use super::deadlines::ClientDeadlines;
 use super::router::Router;
 
 /// What one config generation gives a worker: the snapshot, its router and its upstream pools.
@@ -50,7 +51,14 @@ pub struct WorkerState {
     pub open_connections: Cell<usize>,
     /// Idle connections currently waiting with buffers (see `proxy::conn`).
     pub hot_idle: Cell<usize>,
+    /// Keep-alive and head deadlines of waiting client connections.
+    pub waits: ClientDeadlines,
 }
+
+/// Starting size of each connection buffer: enough for typical heads and small bodies; body
+/// relays grow theirs (up to `BUF_MAX`) when reads keep filling them.
+pub const BUF_START: usize = 4 * 1024;
+pub const BUF_MAX: usize = 64 * 1024;
 
 /// Free buffer sets kept for reuse; more than this go back to the allocator.
 const BUFFER_POOL_MAX: usize = 64;
@@ -69,6 +77,7 @@ impl WorkerState {
             in_flight: Cell::new(0),
             open_connections: Cell::new(0),
             hot_idle: Cell::new(0),
+            waits: ClientDeadlines::default(),
         }
     }
 
@@ -113,6 +122,9 @@ pub struct Buffers {
     pub ubuf: Vec<u8>,
     /// Heads (and small bodies) being written.
     pub out: Vec<u8>,
+    /// Request body bytes on their way upstream (separate from `out`: both directions may be
+    /// in flight at once).
+    pub bout: Vec<u8>,
     pub req: RequestHead,
     pub resp: ResponseHead,
 }
@@ -120,10 +132,11 @@ pub struct Buffers {
 impl Buffers {
     fn new() -> Buffers {
         Buffers {
-            cbuf: Vec::with_capacity(16 * 1024),
+            cbuf: Vec::with_capacity(BUF_START),
             cpos: 0,
-            ubuf: Vec::with_capacity(16 * 1024),
-            out: Vec::with_capacity(16 * 1024),
+            ubuf: Vec::with_capacity(BUF_START),
+            out: Vec::with_capacity(BUF_START),
+            bout: Vec::new(),
             req: RequestHead::default(),
             resp: ResponseHead::default(),
         }
@@ -135,8 +148,11 @@ impl Buffers {
         self.ubuf.clear();
         self.out.clear();
         // Heads grown by one huge request should not stay huge in the pool.
-        self.cbuf.shrink_to(64 * 1024);
-        self.out.shrink_to(64 * 1024);
+        self.cbuf.shrink_to(BUF_START);
+        self.ubuf.shrink_to(BUF_START);
+        self.out.shrink_to(BUF_START);
+        self.bout.clear();
+        self.bout.shrink_to(BUF_START);
     }
 
     /// Bytes from the client not yet consumed.

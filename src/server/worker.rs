@@ -150,15 +150,22 @@ async fn reject_busy(mut stream: TcpStream) {
     let _ = with_timeout(Duration::from_secs(1), write_all(&mut stream, out)).await;
 }
 
-/// Once a second: close expired pooled upstream connections and flush the access log.
+/// Every tick: expire client waits past their deadline. Every second: close expired pooled
+/// upstream connections and flush the access log.
 async fn housekeeping(w: Rc<WorkerState>, stop: Rc<Stop>) {
+    const TICK: Duration = Duration::from_millis(100);
+    let mut ticks = 0u32;
     loop {
         monoio::select! {
-            _ = monoio::time::sleep(Duration::from_secs(1)) => {},
+            _ = monoio::time::sleep(TICK) => {},
             _ = stop.wait() => return,
         }
-        w.sweep();
-        w.log.flush();
+        w.waits.sweep();
+        ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(10) {
+            w.sweep();
+            w.log.flush();
+        }
     }
 }
 

@@ -1,0 +1,271 @@
+//! The response side of an exchange: response heads (with interim 1xx forwarded), the head
+//! written to the client, and the response body relayed under the route's read timeout.
+
+use std::mem::take;
+use std::time::Duration;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+
+use crate::http::{parse_response, BodyKind, ChunkedDecoder, ChunkedOutput};
+use crate::net::{grow_if_full, read_append, with_timeout, write_all};
+
+use super::exchange::{copy_fields, push_num, put_length, Facts};
+use super::state::{Buffers, WorkerState, BUF_START};
+
+/// Most interim (1xx) responses accepted before one final response.
+const MAX_INTERIM: usize = 32;
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum HeadFail {
+    /// The upstream closed or reset before sending a byte.
+    Empty,
+    /// Closed after part of a head.
+    Cut,
+    Timeout,
+    Bad(&'static str),
+    /// Writing an interim response to the client failed.
+    Client,
+}
+
+impl HeadFail {
+    pub(super) fn status(self) -> u16 {
+        match self {
+            HeadFail::Timeout => 504,
+            _ => 502,
+        }
+    }
+    pub(super) fn message(self) -> &'static str {
+        match self {
+            HeadFail::Empty => "upstream closed the connection",
+            HeadFail::Cut => "upstream closed mid-response",
+            HeadFail::Timeout => "upstream response timeout",
+            HeadFail::Bad(why) => why,
+            HeadFail::Client => "client gone",
+        }
+    }
+}
+
+/// Reads response heads until a final one (or 101), forwarding interim 1xx to HTTP/1.1 clients.
+pub(super) async fn read_final_head<C: AsyncWriteRent, U: AsyncReadRent>(
+    client: &mut C,
+    up: &mut U,
+    b: &mut Buffers,
+    timeout: Duration,
+    max_head: usize,
+) -> Result<(), HeadFail> {
+    let is_head = b.req.is_head;
+    b.ubuf.clear();
+    for _ in 0..=MAX_INTERIM {
+        read_head(up, b, timeout, max_head, is_head).await?;
+        let status = b.resp.status;
+        if status >= 200 || status == 101 {
+            return Ok(());
+        }
+        if b.req.minor == 1 {
+            build_client_head(b, ClientFraming::None, true);
+            let (r, out) = write_all(client, take(&mut b.out)).await;
+            b.out = out;
+            r.map_err(|_| HeadFail::Client)?;
+        }
+        b.ubuf.drain(..b.resp.head_len);
+    }
+    Err(HeadFail::Bad("too many interim responses"))
+}
+
+async fn read_head<U: AsyncReadRent>(
+    up: &mut U,
+    b: &mut Buffers,
+    timeout: Duration,
+    max_head: usize,
+    is_head: bool,
+) -> Result<(), HeadFail> {
+    loop {
+        if !b.ubuf.is_empty() {
+            match parse_response(&b.ubuf, max_head, is_head, &mut b.resp) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(why) => return Err(HeadFail::Bad(why)),
+            }
+        }
+        let had = b.ubuf.len();
+        let Some((r, buf)) = with_timeout(timeout, read_append(up, take(&mut b.ubuf))).await else {
+            // The cancelled read kept the buffer; this connection is abandoned anyway.
+            b.ubuf = Vec::with_capacity(BUF_START);
+            return Err(HeadFail::Timeout);
+        };
+        b.ubuf = buf;
+        match r {
+            Ok(n) if n > 0 => {}
+            _ if had == 0 => return Err(HeadFail::Empty),
+            _ => return Err(HeadFail::Cut),
+        }
+    }
+}
+
+/// How the response body is framed toward the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ClientFraming {
+    None,
+    Length(u64),
+    Chunked,
+    /// Delimited by closing the client connection.
+    Close,
+}
+
+pub(super) fn build_client_head(b: &mut Buffers, framing: ClientFraming, keep: bool) {
+    let (buf, resp, out) = (&b.ubuf, &b.resp, &mut b.out);
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_num(out, resp.status as u64);
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.get(buf));
+    out.extend_from_slice(b"\r\n");
+    copy_fields(out, buf, &resp.headers, resp.head_len, |_, h| h.hop);
+    match framing {
+        ClientFraming::Length(n) => {
+            put_length(out, n);
+        }
+        ClientFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        ClientFraming::None => {
+            if let Some(n) = resp.declared_length {
+                // HEAD and 304 describe the body they would have had.
+                put_length(out, n);
+            }
+        }
+        ClientFraming::Close => {}
+    }
+    if resp.status == 101 {
+        out.extend_from_slice(b"connection: upgrade\r\n");
+    } else if resp.status >= 200 {
+        if !keep {
+            out.extend_from_slice(b"connection: close\r\n");
+        } else if b.req.minor == 0 {
+            out.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Which connections may survive the exchange, as far as the response is concerned (the
+/// caller also requires the request body to have been relayed completely).
+pub(super) struct Keep {
+    pub client: bool,
+    pub upstream: bool,
+}
+
+/// Writes the final head and relays the response body. `Err` means the client connection
+/// broke (or was cut off after a truncated body) and must close.
+pub(super) async fn respond<C: AsyncWriteRent, U: AsyncReadRent>(
+    client: &mut C,
+    up: &mut U,
+    b: &mut Buffers,
+    w: &WorkerState,
+    f: &mut Facts,
+    timeout: Duration,
+) -> Result<Keep, ()> {
+    let http10 = b.req.minor == 0;
+    let framing = match b.resp.body {
+        BodyKind::None => ClientFraming::None,
+        BodyKind::Length(n) => ClientFraming::Length(n),
+        BodyKind::Chunked if http10 => ClientFraming::Close,
+        BodyKind::Chunked => ClientFraming::Chunked,
+        BodyKind::Close => ClientFraming::Close,
+    };
+    // Optimistic while a body may still be uploading: if the upload fails the connection closes
+    // after this response anyway, which is legal without a `Connection: close`.
+    let keep_client = b.req.keep_alive && framing != ClientFraming::Close && !w.draining.get();
+    build_client_head(b, framing, keep_client);
+    let mut relay = ResponseBody::new(b.resp.body, http10);
+    let start = b.resp.head_len;
+    relay.consume(b, start, f)?;
+    client_write(client, b).await?;
+    while !relay.done {
+        b.ubuf.clear();
+        let Some((r, buf)) = with_timeout(timeout, read_append(up, take(&mut b.ubuf))).await else {
+            b.ubuf = Vec::with_capacity(BUF_START);
+            return Err(());
+        };
+        b.ubuf = buf;
+        match r {
+            Ok(n) if n > 0 => grow_if_full(&mut b.ubuf),
+            // Close-delimited bodies end here; any other body was cut off: close the client
+            // too, so it sees the truncation instead of a padded or hanging response.
+            _ if b.resp.body == BodyKind::Close => break,
+            _ => return Err(()),
+        }
+        b.out.clear();
+        relay.consume(b, 0, f)?;
+        client_write(client, b).await?;
+    }
+    Ok(Keep {
+        client: keep_client,
+        upstream: b.resp.keep_alive && relay.clean,
+    })
+}
+
+/// Untimed: the listener's send_timeout is the socket's TCP_USER_TIMEOUT, which fails a write
+/// the client never takes.
+async fn client_write<C: AsyncWriteRent>(client: &mut C, b: &mut Buffers) -> Result<(), ()> {
+    if b.out.is_empty() {
+        return Ok(());
+    }
+    let (r, out) = write_all(client, take(&mut b.out)).await;
+    b.out = out;
+    r.map_err(|_| ())
+}
+
+/// Progress of the response body toward the client.
+struct ResponseBody {
+    kind: BodyKind,
+    remaining: u64,
+    decoder: ChunkedDecoder,
+    mode: ChunkedOutput,
+    done: bool,
+    /// No stray bytes followed the body (so the upstream connection can be reused).
+    clean: bool,
+}
+
+impl ResponseBody {
+    fn new(kind: BodyKind, http10: bool) -> ResponseBody {
+        let remaining = if let BodyKind::Length(n) = kind { n } else { 0 };
+        ResponseBody {
+            kind,
+            remaining,
+            decoder: ChunkedDecoder::default(),
+            mode: if http10 {
+                ChunkedOutput::Data
+            } else {
+                ChunkedOutput::Chunked
+            },
+            done: kind == BodyKind::None,
+            clean: true,
+        }
+    }
+
+    /// Moves response bytes `ubuf[from..]` into `out`.
+    fn consume(&mut self, b: &mut Buffers, from: usize, f: &mut Facts) -> Result<(), ()> {
+        let input = &b.ubuf[from.min(b.ubuf.len())..];
+        let before = b.out.len();
+        match self.kind {
+            BodyKind::None => self.clean = input.is_empty(),
+            BodyKind::Length(_) => {
+                let n = (self.remaining as usize).min(input.len());
+                b.out.extend_from_slice(&input[..n]);
+                self.remaining -= n as u64;
+                self.done = self.remaining == 0;
+                self.clean = n == input.len();
+            }
+            BodyKind::Chunked => {
+                let n = self
+                    .decoder
+                    .decode(input, self.mode, &mut b.out)
+                    .map_err(|_| ())?;
+                self.done = self.decoder.is_done();
+                self.clean = n == input.len();
+            }
+            BodyKind::Close => b.out.extend_from_slice(input),
+        }
+        f.bytes += (b.out.len() - before) as u64;
+        Ok(())
+    }
+}
