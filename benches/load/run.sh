@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Pid lists (PIDS_<name>, kids) are space-separated on purpose and split where used.
+# shellcheck disable=SC2086,SC2206
 # ringway load harness: a fixed backend (nginx), and ringway / nginx / HAProxy as proxies in
 # front of it (1 worker each), driven by wrk in interleaved rounds. Prints a table (rps, p50,
 # p99, errors, proxy CPU µs/req user+sys, ratios to nginx), draws chart-<scenario>.png, then
@@ -139,8 +141,9 @@ ensure_tools() {
   if [ "$DO_ALLOCS" = 1 ] && ! command -v valgrind >/dev/null; then missing+=(valgrind); fi
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]} (apt)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
-      || die "apt-get install ${missing[*]} failed"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
+      die "apt-get install ${missing[*]} failed"
+    fi
   fi
   if ! "$PY" -c 'import matplotlib' 2>/dev/null; then
     log "installing matplotlib (pip)"
@@ -185,7 +188,8 @@ EOF
   "${PIN_LOAD[@]}" nginx -c "$RUN/backend.conf" -p "$RUN" >>"$RUN/logs/backend.out" 2>&1 &
   BACKEND_PID=$!; OURS+=("$BACKEND_PID")
   wait_ready "$BACKEND_PORT" "$BACKEND_PID" || die "backend did not start (see $RUN/logs/backend.err)"
-  OURS+=($(children "$BACKEND_PID"))
+  local kids; read -r -a kids <<<"$(children "$BACKEND_PID" | tr '\n' ' ')"
+  OURS+=("${kids[@]}")
   log "backend nginx up on :$BACKEND_PORT (pid $BACKEND_PID)"
 }
 
@@ -206,12 +210,14 @@ EOF
 }
 
 conf_haproxy() {
-  # maxconn above the idle-connection test's count; HAProxy derives its fd need from it
-  # (2 per conn) and only warns when the hard limit (20k here) is lower.
+  # maxconn above the idle-connection test's count. HAProxy wants 2 fds per conn (client +
+  # server) and by default (strict-limits) refuses to start when the hard limit (20k here)
+  # is lower; idle client connections hold no server fd, so 20k fds are enough in practice.
   cat > "$RUN/haproxy.cfg" <<EOF
 global
   nbthread 1
   maxconn $((IDLE_CONNS + 100))
+  no strict-limits
 defaults
   mode http
   timeout connect 5s
@@ -265,7 +271,7 @@ start_proxy() {
     return 1
   fi
   local kids; kids=$(children "$pid" | tr '\n' ' ')
-  [ -n "$kids" ] && OURS+=($kids)
+  OURS+=($kids)
   printf -v "PIDS_$name" '%s' "$pid $kids"
   log "$name up on :${!port_var} (pids $pid $kids)"
 }
@@ -351,8 +357,9 @@ alloc_run() {  # alloc_run N : writes "allocs requests" to $RUN/allocs.N.res
 
 measure_allocs() {
   log "allocations: ringway under callgrind, $ALLOC_REQS_LO then $ALLOC_REQS_HI sequential requests"
-  alloc_run "$ALLOC_REQS_LO" && alloc_run "$ALLOC_REQS_HI" \
-    || { log "WARN: allocation count failed (see $RUN/logs/ringway.out)"; return 0; }
+  if ! { alloc_run "$ALLOC_REQS_LO" && alloc_run "$ALLOC_REQS_HI"; }; then
+    log "WARN: allocation count failed (see $RUN/logs/ringway.out)"; return 0
+  fi
   "$PY" "$H" alloc-diff "$RUN" "$ALLOC_REQS_LO" "$ALLOC_REQS_HI" >"$OUT/allocs.json"
   log "    $("$PY" -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["per_request"], 2))' "$OUT/allocs.json") allocations/req"
 }
