@@ -108,6 +108,9 @@ def wrk_json(scenario, rnd, proxy, conc, secs, cpu0, cpu1):
         cpu_sys_us=(s1 - s0) / CLK_TCK * 1e6 / reqs,
     )
     r["cpu_us"] = r["cpu_user_us"] + r["cpu_sys_us"]
+    # Share of one core the proxy used: near 100% means the proxy was the bottleneck;
+    # well below means the load side (wrk + backend on the other core) was.
+    r["cpu_util_pct"] = (u1 - u0 + s1 - s0) / CLK_TCK / float(secs) * 100
     if r["requests"] == 0:
         r["errors"] = max(r["errors"], 1)  # wrk failed outright: count it, never hide it
         r["wrk_output"] = out[-500:]
@@ -249,7 +252,8 @@ def show(kind):
     if kind == "row":
         p99 = (r["p99_us"] or 0) / 1e3
         print(f"    rps={r['rps']:.0f} p99={p99:.2f}ms errors={r['errors']} "
-              f"cpu/req user={r['cpu_user_us']:.2f} sys={r['cpu_sys_us']:.2f} µs")
+              f"cpu/req user={r['cpu_user_us']:.2f} sys={r['cpu_sys_us']:.2f} µs "
+              f"(proxy busy {r['cpu_util_pct']:.0f}% of a core)")
     else:
         top = ", ".join(f"{t['syscall']} {t['per_request']:.2f}" for t in r["top"][:5])
         print(f"    {r['per_request']:.2f} syscalls/req; top: {top}")

@@ -40,7 +40,8 @@ def aggregate(rows):
     for key, rs in groups.items():
         a = {"rounds": len(rs), "errors": sum(r["errors"] for r in rs),
              "requests": sum(r["requests"] for r in rs)}
-        for m in ("rps", "p50_us", "p99_us", "cpu_user_us", "cpu_sys_us", "cpu_us"):
+        for m in ("rps", "p50_us", "p99_us", "cpu_user_us", "cpu_sys_us", "cpu_us",
+                  "cpu_util_pct"):
             vals = [r[m] for r in rs if r.get(m) is not None and r["requests"] > 0]
             a[m] = statistics.median(vals) if vals else None
             a[m + "_min"] = min(vals) if vals else None
@@ -80,8 +81,8 @@ def ratio(v):
 def markdown(agg, scen):
     lines = [
         "| proxy | c | rps | p50 ms | p99 ms | errors | CPU µs/req user | sys | total "
-        "| rps ×nginx | p99 ×nginx | CPU ×nginx |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| proxy busy % | rps ×nginx | p99 ×nginx | CPU ×nginx |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     concs = sorted({c for (s, _, c) in agg if s == scen})
     for proxy in proxies_in(agg):
@@ -93,7 +94,7 @@ def markdown(agg, scen):
                 f"| {proxy} | {c} | {fmt_range(a, 'rps', 0)} | {fmt_range(a, 'p50_us', 3, 1e-3)} "
                 f"| {fmt_range(a, 'p99_us', 3, 1e-3)} | {a['errors']} "
                 f"| {fmt(a['cpu_user_us'], 2)} | {fmt(a['cpu_sys_us'], 2)} "
-                f"| {fmt_range(a, 'cpu_us', 2)} | {ratio(a['rps_ratio'])} "
+                f"| {fmt_range(a, 'cpu_us', 2)} | {fmt(a['cpu_util_pct'], 0)} | {ratio(a['rps_ratio'])} "
                 f"| {ratio(a['p99_us_ratio'])} | {ratio(a['cpu_us_ratio'])} |")
     return "\n".join(lines)
 
@@ -133,6 +134,7 @@ def chart(agg, scen, path):
     panels = [("rps", "requests/s", 1.0), ("p99_us", "p99 latency (ms)", 1e-3),
               ("cpu_us", "proxy CPU µs/request", 1.0)]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    colors = {p: f"C{i}" for i, p in enumerate(proxies_in(agg))}  # same colour in every panel
     for ax, (m, label, scale) in zip(axes, panels):
         for proxy in proxies_in(agg):
             pts = sorted((c, a) for (s, p, c), a in agg.items()
@@ -143,19 +145,24 @@ def chart(agg, scen, path):
             ys = [a[m] * scale for _, a in pts]
             lo = [(a[m] - a[m + "_min"]) * scale for _, a in pts]
             hi = [(a[m + "_max"] - a[m]) * scale for _, a in pts]
-            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=proxy)
+            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=proxy,
+                        color=colors[proxy])
         if m == "cpu_us":  # stack the user part as a dashed line: that is what we control
             for proxy in proxies_in(agg):
                 pts = sorted((c, a) for (s, p, c), a in agg.items()
                              if s == scen and p == proxy and a.get("cpu_user_us") is not None)
                 if pts:
                     ax.plot([c for c, _ in pts], [a["cpu_user_us"] for _, a in pts],
-                            linestyle="--", alpha=0.6, label=f"{proxy} (user)")
+                            linestyle="--", alpha=0.6, label=f"{proxy} (user part)",
+                            color=colors[proxy])
         ax.set_xscale("log")
+        if m == "cpu_us":  # c=1 costs ~4x more per request (wake-ups); log-y keeps c=100 readable
+            ax.set_yscale("log")
         ax.set_xlabel("concurrent connections (wrk -c)")
         ax.set_ylabel(label)
         ax.set_title(label)
-        ax.set_ylim(bottom=0)
+        if ax.get_yscale() == "linear":
+            ax.set_ylim(bottom=0)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"ringway load harness — scenario '{scen}' (median of rounds, bars min–max)")
@@ -218,7 +225,7 @@ def main(out_dir):
                   f, indent=1)
     fields = ["scenario", "proxy", "conc", "rounds", "rps", "rps_min", "rps_max", "p50_us",
               "p99_us", "errors", "cpu_user_us", "cpu_sys_us", "cpu_us", "rps_ratio",
-              "p99_us_ratio", "cpu_us_ratio"]
+              "p99_us_ratio", "cpu_us_ratio", "cpu_util_pct"]
     with open(os.path.join(out_dir, "summary.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()

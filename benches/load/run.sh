@@ -48,7 +48,7 @@ SYSCALL_SECS=3      # strace window (wrk c=10)
 ALLOC_REQS_LO=200   # sequential requests in the two callgrind runs; the difference
 ALLOC_REQS_HI=1200  # cancels start-up and shut-down allocations
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '/^# ringway load harness/,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while [ $# -gt 0 ]; do
   case $1 in
