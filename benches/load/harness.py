@@ -11,6 +11,8 @@ Subcommands (each small, reads/writes files or stdout so run.sh stays a plain sc
   strace-summary FILE REQS    syscalls per request from an `strace -c` summary
   callgrind-allocs FILE       allocation calls recorded in a callgrind.out file
   alloc-diff RUN_DIR LO HI    allocations per request from two callgrind runs
+  perf-allocs FILE REQS NAME  allocations per request from perf uprobe counts
+  show row|syscalls|allocs    one progress line for a JSON row on stdin
 """
 import json
 import os
@@ -246,6 +248,22 @@ def alloc_diff(run_dir, lo, hi):
                         for k in sorted(set(bhi) | set(blo))}}))
 
 
+def perf_allocs(path, reqs, proxy):
+    """Allocation calls per request from `perf stat -x,` uprobe counts."""
+    counts = {}
+    with open(path) as f:
+        for line in f:
+            t = line.strip().split(",")
+            if len(t) >= 3 and ":" in t[2]:
+                n = int(t[0]) if t[0].isdigit() else 0  # "<not counted>" -> 0
+                counts[t[2].split(":", 1)[1]] = n
+    reqs = max(int(reqs), 1)
+    total = sum(counts.values())
+    print(json.dumps({"proxy": proxy, "requests": reqs, "allocs": total,
+                      "per_request": total / reqs,
+                      "by_function": {k: round(v / reqs, 3) for k, v in sorted(counts.items())}}))
+
+
 def show(kind):
     """One progress line for a JSON row on stdin."""
     r = json.loads(sys.stdin.read())
@@ -254,6 +272,9 @@ def show(kind):
         print(f"    rps={r['rps']:.0f} p99={p99:.2f}ms errors={r['errors']} "
               f"cpu/req user={r['cpu_user_us']:.2f} sys={r['cpu_sys_us']:.2f} µs "
               f"(proxy busy {r['cpu_util_pct']:.0f}% of a core)")
+    elif kind == "allocs":
+        print(f"    {r['per_request']:.2f} allocations/req ({r['allocs']} / {r['requests']}): "
+              f"{r['by_function']}")
     else:
         top = ", ".join(f"{t['syscall']} {t['per_request']:.2f}" for t in r["top"][:5])
         print(f"    {r['per_request']:.2f} syscalls/req; top: {top}")
@@ -264,7 +285,7 @@ def main(argv):
         "freeports": freeports, "cpu": cpu, "rss": rss, "wrk-json": wrk_json, "get": get,
         "seq-client": seq_client, "strace-summary": strace_summary,
         "callgrind-allocs": callgrind_allocs, "alloc-diff": alloc_diff,
-        "show": show,
+        "show": show, "perf-allocs": perf_allocs,
     }
     if len(argv) < 2 or argv[1] not in cmds:
         print(__doc__, file=sys.stderr)

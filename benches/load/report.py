@@ -208,6 +208,14 @@ def main(out_dir):
         p = os.path.join(out_dir, name)
         if os.path.exists(p) and os.path.getsize(p):
             md += [title, "", fn(p), ""]
+    p = os.path.join(out_dir, "allocs_perf.jsonl")
+    if os.path.exists(p) and os.path.getsize(p):
+        md += ["### Allocations per request (perf uprobes on allocator entry points, under wrk c=10)",
+               ""]
+        for a in load_rows(p):
+            md.append(f"- {a['proxy']}: {a['per_request']:.2f} allocation calls/req "
+                      f"({a['allocs']} / {a['requests']} requests); per function: {a['by_function']}")
+        md.append("")
     p = os.path.join(out_dir, "allocs.json")
     if os.path.exists(p):
         with open(p) as f:

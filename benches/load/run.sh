@@ -16,9 +16,9 @@
 #   --proxies LIST      subset of "ringway nginx haproxy"
 #   --scenario NAME     workload; only "small" (50-byte GET) exists yet, see scenario_setup
 #   --idle-conns N      connections for the memory test (default 10000)
-#   --no-memory / --no-syscalls / --no-allocs   skip a phase
+#   --no-memory / --no-syscalls / --no-allocs / --no-callgrind   skip a phase
 #   --no-pin            do not pin processes to CPUs
-#   --quick             smoke run: 1 round, 1 s, c=10, 500 idle conns, no allocs phase
+#   --quick             smoke run: 1 round, 1 s, c=10, 500 idle conns, no callgrind
 # Every option also has an env form: RINGWAY DURATION ROUNDS CONCS OUT PROXIES ...
 set -euo pipefail
 
@@ -38,6 +38,7 @@ IDLE_CONNS=${IDLE_CONNS:-10000}
 DO_MEMORY=${DO_MEMORY:-1}
 DO_SYSCALLS=${DO_SYSCALLS:-1}
 DO_ALLOCS=${DO_ALLOCS:-1}
+DO_CALLGRIND=${DO_CALLGRIND:-1}
 # Pinning (2-core machine): the proxy under test gets CPU 0 to itself; the backend and wrk
 # share CPU 1. Every proxy sees the same arrangement, and the proxy's CPU numbers are not
 # disturbed by the load generator's.
@@ -63,8 +64,9 @@ while [ $# -gt 0 ]; do
     --no-memory) DO_MEMORY=0 ;;
     --no-syscalls) DO_SYSCALLS=0 ;;
     --no-allocs) DO_ALLOCS=0 ;;
+    --no-callgrind) DO_CALLGRIND=0 ;;
     --no-pin) PIN=0 ;;
-    --quick) ROUNDS=1 DURATION=1 CONCS=10 IDLE_CONNS=500 DO_ALLOCS=0 SYSCALL_SECS=1 ;;
+    --quick) ROUNDS=1 DURATION=1 CONCS=10 IDLE_CONNS=500 DO_CALLGRIND=0 SYSCALL_SECS=1 ;;
     -h|--help) usage 0 ;;
     *) echo "unknown option: $1" >&2; usage 2 ;;
   esac
@@ -75,7 +77,8 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 RUN="$OUT/run"          # configs, pid files, logs of this run
 rm -rf "$RUN"; mkdir -p "$RUN/logs"
-: > "$OUT/results.jsonl"; : > "$OUT/memory.jsonl"; : > "$OUT/syscalls.jsonl"; rm -f "$OUT/allocs.json"
+: > "$OUT/results.jsonl"; : > "$OUT/memory.jsonl"; : > "$OUT/syscalls.jsonl"; : > "$OUT/allocs_perf.jsonl"
+rm -f "$OUT/allocs.json"
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -93,6 +96,7 @@ cleanup() {
     sleep 0.2
   done
   for p in "${OURS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  remove_probes
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -338,6 +342,55 @@ measure_syscalls() {
   tail -1 "$OUT/syscalls.jsonl" | "$PY" "$H" show syscalls >&2
 }
 
+# ---------------------------------------------------------------- allocations (perf uprobes)
+# Exact counts under real load: a uprobe on each allocator entry point (mimalloc's, which
+# ringway's #[global_allocator] calls, and libc's), counted by `perf stat -p` for the proxy's
+# pids only, over a wrk c=10 window; divided by the requests wrk completed. Uprobes slow every
+# allocation (a trap each), so this window's timings are discarded like strace's.
+PROBE_GROUP=rwharness
+PROBES_ADDED=0
+ALLOC_FUNCS="mi_malloc_aligned mi_zalloc_aligned mi_realloc_aligned mi_malloc mi_zalloc mi_calloc mi_realloc malloc calloc realloc posix_memalign aligned_alloc"
+
+remove_probes() {
+  [ "$PROBES_ADDED" = 1 ] && perf probe -q -d "$PROBE_GROUP:*" >/dev/null 2>&1 || true
+}
+
+# add_probes PREFIX FILE : probe every allocator function FILE defines (as PREFIX_func)
+add_probes() {
+  local prefix=$1 file=$2 f syms
+  syms=$(nm -D --defined-only "$file" 2>/dev/null; nm --defined-only "$file" 2>/dev/null) || true
+  for f in $ALLOC_FUNCS; do
+    grep -qE "[[:space:]][TtWi][[:space:]]$f(@@.*)?$" <<<"$syms" || continue
+    perf probe -q -x "$file" -a "$PROBE_GROUP:${prefix}_$f=$f" >/dev/null 2>&1 && PROBES_ADDED=1
+  done
+}
+
+measure_allocs_perf() {
+  local name=$1 c=10 pids_var="PIDS_$1" port_var="PORT_$1" p exe libc out reqs
+  command -v perf >/dev/null || { log "WARN: no perf: allocations via uprobes skipped"; return 0; }
+  remove_probes
+  p=$(awk '{print $NF}' <<<"${!pids_var}")   # the last pid: nginx's worker, else the process
+  exe=$(readlink -f /proc/"$p"/exe)
+  libc=$(awk '$6 ~ /libc\.so/ {print $6; exit}' /proc/"$p"/maps 2>/dev/null) || true
+  add_probes bin "$exe"
+  [ -n "$libc" ] && add_probes libc "$libc"
+  if [ "$PROBES_ADDED" != 1 ]; then log "WARN: could not add uprobes for $name"; return 0; fi
+  log "allocations: $name (perf uprobes on allocator entry points, wrk c=$c ${SYSCALL_SECS}s)"
+  local pidlist; pidlist=$(tr ' ' ',' <<<"${!pids_var}" | sed 's/,*$//')
+  perf stat -x, -o "$RUN/perf-allocs-$name.txt" -e "$PROBE_GROUP:*" -p "$pidlist" \
+      2>>"$RUN/logs/perf-$name.err" &
+  local ppid=$!; OURS+=("$ppid")
+  sleep 1
+  out=$("${PIN_LOAD[@]}" timeout -s INT $((SYSCALL_SECS + 30)) wrk -t1 -c$c -d"${SYSCALL_SECS}s" \
+        "${WRK_ARGS[@]}" "http://127.0.0.1:${!port_var}$WRK_PATH" 2>&1) || true
+  kill -INT "$ppid" 2>/dev/null || true
+  wait "$ppid" 2>/dev/null || true
+  remove_probes; PROBES_ADDED=0
+  reqs=$(printf '%s\n' "$out" | awk '/requests in/{print $1}')
+  "$PY" "$H" perf-allocs "$RUN/perf-allocs-$name.txt" "${reqs:-0}" "$name" >>"$OUT/allocs_perf.jsonl"
+  tail -1 "$OUT/allocs_perf.jsonl" | "$PY" "$H" show allocs >&2
+}
+
 # ---------------------------------------------------------------- allocations (callgrind)
 # ringway links mimalloc, which valgrind's malloc replacement (and so dhat) does not see;
 # callgrind instead counts every call into the allocator's entry points, exactly. Two runs
@@ -424,11 +477,13 @@ main() {
   [ -n "$PROXIES" ] || die "no proxy started"
   load_rounds
   if [ "$DO_SYSCALLS" = 1 ]; then for name in $PROXIES; do measure_syscalls "$name"; done; fi
+  if [ "$DO_ALLOCS" = 1 ]; then for name in $PROXIES; do measure_allocs_perf "$name"; done; fi
   for name in $PROXIES; do stop_proxy "$name"; done
 
   if [ "$DO_MEMORY" = 1 ]; then for name in $PROXIES; do measure_memory "$name"; done; fi
+  # Cross-check of ringway's count by a second exact method (slow: valgrind).
   case " $PROXIES " in
-    *" ringway "*) if [ "$DO_ALLOCS" = 1 ]; then measure_allocs; fi ;;
+    *" ringway "*) if [ "$DO_ALLOCS" = 1 ] && [ "$DO_CALLGRIND" = 1 ]; then measure_allocs; fi ;;
   esac
 
   log "report:"
