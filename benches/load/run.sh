@@ -242,12 +242,14 @@ conf_ringway() {
   cat > "$RUN/ringway.toml" <<EOF
 workers = 1
 host_check = "warn"      # this machine fails some host checks (nofile); do not refuse to start
+drain_timeout = "2s"     # stopping between phases should not wait the default 10 s
 [access_log]
 enabled = false
 [[listeners]]
 address = "127.0.0.1:$PORT_ringway"
 backlog = 4096
 max_connections = 20000
+keepalive_timeout = "600s"   # as nginx/HAProxy here: idle test connections must stay open
 [[upstreams]]
 name = "backend"
 servers = ["127.0.0.1:$BACKEND_PORT"]
