@@ -206,7 +206,7 @@ def callgrind_allocs(path):
     Exact: callgrind counts every call. Calls between allocator functions (mi_malloc
     calling mi_heap_malloc, realloc calling malloc) are skipped so one allocation
     counts once."""
-    names, fn, cfn, counts = {}, None, None, {}
+    names, fn, cfn, counts, callers = {}, None, None, {}, {}
 
     def resolve(spec):
         m = re.match(r"\((\d+)\)(?:\s+(.*))?", spec)
@@ -227,8 +227,9 @@ def callgrind_allocs(path):
                 base = cfn.split("'")[0]
                 if _ALLOC.match(base) and not (fn and _INTERNAL.match(fn.split("'")[0])):
                     counts[base] = counts.get(base, 0) + n
+                    callers[fn] = callers.get(fn, 0) + n
                 cfn = None
-    print(json.dumps({"total": sum(counts.values()), "by_function": counts}))
+    print(json.dumps({"total": sum(counts.values()), "by_function": counts, "by_caller": callers}))
 
 
 def alloc_diff(run_dir, lo, hi):
@@ -237,15 +238,21 @@ def alloc_diff(run_dir, lo, hi):
         with open(f"{run_dir}/allocs.{n}.res") as f:
             allocs, reqs = map(int, f.read().split())
         with open(f"{run_dir}/allocs.{n}.json") as f:
-            return allocs, reqs, json.load(f)["by_function"]
-    alo, rlo, blo = load(lo)
-    ahi, rhi, bhi = load(hi)
+            j = json.load(f)
+            return allocs, reqs, j["by_function"], j.get("by_caller", {})
+    alo, rlo, blo, clo = load(lo)
+    ahi, rhi, bhi, chi = load(hi)
     d = max(rhi - rlo, 1)
+    # Callers whose allocation count grows with requests: the per-request allocation sites.
+    per_caller = {k: round((chi.get(k, 0) - clo.get(k, 0)) / d, 3) for k in set(chi) | set(clo)}
+    per_caller = dict(sorted(((k, v) for k, v in per_caller.items() if v >= 0.01),
+                             key=lambda kv: -kv[1]))
     print(json.dumps({
         "allocs_lo": alo, "allocs_hi": ahi, "reqs_lo": rlo, "reqs_hi": rhi,
         "per_request": (ahi - alo) / d,
         "by_function": {k: round((bhi.get(k, 0) - blo.get(k, 0)) / d, 3)
-                        for k in sorted(set(bhi) | set(blo))}}))
+                        for k in sorted(set(bhi) | set(blo))},
+        "by_caller": per_caller}))
 
 
 def perf_allocs(path, reqs, proxy):

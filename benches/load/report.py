@@ -224,6 +224,9 @@ def main(out_dir):
                f"- {a['per_request']:.2f} allocation calls/req "
                f"(({a['allocs_hi']} − {a['allocs_lo']}) / ({a['reqs_hi']} − {a['reqs_lo']}))"
                f"; by function: {a['by_function']}", ""]
+        if a.get("by_caller"):
+            md += ["Allocation sites per request (the function that called the allocator):", ""]
+            md += [f"- {v:.2f} `{k}`" for k, v in a["by_caller"].items()] + [""]
     text = "\n".join(md)
     with open(os.path.join(out_dir, "table.md"), "w") as f:
         f.write(text + "\n")

@@ -399,13 +399,19 @@ measure_allocs_perf() {
 # with different request counts: the difference cancels start-up and shutdown.
 alloc_run() {  # alloc_run N : writes "allocs requests" to $RUN/allocs.N.res
   local n=$1 cg="$RUN/callgrind.$1.out"
+  rm -f "$cg"*
   start_proxy ringway valgrind --tool=callgrind --compress-strings=no --dump-instr=no \
       --callgrind-out-file="$cg" || return 1
-  local done_reqs
+  local done_reqs pid=$PIDS_ringway
   done_reqs=$("$PY" "$H" seq-client "$PORT_ringway" "$n" 300 2>>"$RUN/logs/seq-client.err") || true
-  stop_proxy ringway   # valgrind writes the profile when ringway exits
-  [ -s "$cg" ] || { log "WARN: no callgrind output ($cg)"; return 1; }
-  "$PY" "$H" callgrind-allocs "$cg" >"$RUN/allocs.$n.json"
+  # Dump through vgdb rather than at exit: under valgrind, ringway's sigwait never sees
+  # SIGTERM while its worker sleeps in io_uring_enter, so it would not exit by itself.
+  timeout 60 callgrind_control -d $pid >>"$RUN/logs/callgrind_control.log" 2>&1 || true
+  kill -KILL $pid 2>/dev/null || true
+  wait $pid 2>/dev/null || true
+  PIDS_ringway=""
+  [ -s "$cg.1" ] || { log "WARN: no callgrind dump ($cg.1)"; return 1; }
+  "$PY" "$H" callgrind-allocs "$cg.1" >"$RUN/allocs.$n.json"
   echo "$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["total"])' "$RUN/allocs.$n.json") ${done_reqs:-0}" \
     >"$RUN/allocs.$n.res"
 }
