@@ -23,6 +23,7 @@ TARGETS = [
     ("rps", 100, ">=", 1.05, "rps ≥ 1.05× nginx at c=100"),
     ("p99_us", 10, "<=", 1.00, "p99 ≤ nginx at c=10"),
 ]
+MEM_KIB_MAX = 2.0   # RSS per idle keep-alive connection
 USER_CPU_MAX = 1.5  # µs/req, absolute; checked at the concurrencies below (at c=1 every
 USER_CPU_AT = (10, 100)  # proxy pays ~10 µs/req of wake-up cost in user space, see README)
 
@@ -194,6 +195,11 @@ def memory_md(path):
         per = fmt(r.get("kib_per_conn"), 2)
         lines.append(f"| {r['proxy']} | {r['held']}/{r['wanted']} | {r['rss_before_kib']} "
                      f"| {r['rss_after_kib']} | {per} |")
+    for r in rows:
+        if r["proxy"] == "ringway" and r.get("kib_per_conn") is not None:
+            ok = r["kib_per_conn"] <= MEM_KIB_MAX
+            lines += ["", f"Target for ringway: ≤ {MEM_KIB_MAX} KiB per idle connection: "
+                          f"{r['kib_per_conn']:.2f} — {'PASS' if ok else 'FAIL'}"]
     return "\n".join(lines)
 
 
