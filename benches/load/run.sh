@@ -85,7 +85,16 @@ die() { log "ERROR: $*"; exit 1; }
 
 # ---------------------------------------------------------------- process bookkeeping
 # Every process we start goes into OURS; on exit we signal exactly those pids, nothing else.
+# A process we have stopped and reaped is forgotten at once, so a recycled pid is never hit.
 OURS=()
+forget() {
+  local p q keep=()
+  for p in "${OURS[@]}"; do
+    for q in "$@"; do [ "$p" = "$q" ] && continue 2; done
+    keep+=("$p")
+  done
+  OURS=("${keep[@]}")
+}
 cleanup() {
   local p
   for p in "${OURS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -111,17 +120,19 @@ set_pinning() {
 # children PID : direct children (nginx workers of a master we started)
 children() { cat /proc/"$1"/task/*/children 2>/dev/null | tr ' ' '\n' | grep . || true; }
 
-# stop_pids PID... : TERM our processes and wait (bounded: 30 s, for valgrind's dump) until gone
+# stop_pids PID... : TERM our processes, wait (bounded: 30 s, ringway drains) until gone
 stop_pids() {
   local p
   for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
   for _ in $(seq 300); do
     local alive=0
     for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ $alive = 0 ] && return 0
+    [ $alive = 0 ] && break
     sleep 0.1
   done
   for p in "$@"; do kill -KILL "$p" 2>/dev/null || true; done
+  for p in "$@"; do wait "$p" 2>/dev/null || true; done   # reap (children of this shell only)
+  forget "$@"
 }
 
 wait_ready() {  # wait_ready PORT PID [TRIES] : up to TRIES x 0.1 s for a 2xx, while PID lives
@@ -336,6 +347,7 @@ measure_syscalls() {
         "${WRK_ARGS[@]}" "http://127.0.0.1:${!port_var}$WRK_PATH" 2>&1) || true
   kill -INT "$spid" 2>/dev/null || true
   wait "$spid" 2>/dev/null || true
+  forget "$spid"
   reqs=$(printf '%s\n' "$out" | awk '/requests in/{print $1}')
   [ -s "$RUN/strace-$name.txt" ] || { log "WARN: no strace output for $name"; return 0; }
   "$PY" "$H" strace-summary "$RUN/strace-$name.txt" "${reqs:-0}" \
@@ -387,6 +399,7 @@ measure_allocs_perf() {
         "${WRK_ARGS[@]}" "http://127.0.0.1:${!port_var}$WRK_PATH" 2>&1) || true
   kill -INT "$ppid" 2>/dev/null || true
   wait "$ppid" 2>/dev/null || true
+  forget "$ppid"
   remove_probes; PROBES_ADDED=0
   reqs=$(printf '%s\n' "$out" | awk '/requests in/{print $1}')
   "$PY" "$H" perf-allocs "$RUN/perf-allocs-$name.txt" "${reqs:-0}" "$name" >>"$OUT/allocs_perf.jsonl"
@@ -409,6 +422,7 @@ alloc_run() {  # alloc_run N : writes "allocs requests" to $RUN/allocs.N.res
   timeout 60 callgrind_control -d $pid >>"$RUN/logs/callgrind_control.log" 2>&1 || true
   kill -KILL $pid 2>/dev/null || true
   wait $pid 2>/dev/null || true
+  forget $pid
   PIDS_ringway=""
   [ -s "$cg.1" ] || { log "WARN: no callgrind dump ($cg.1)"; return 1; }
   "$PY" "$H" callgrind-allocs "$cg.1" >"$RUN/allocs.$n.json"
@@ -452,6 +466,7 @@ measure_memory() {
   read -r _ held failed < <(grep '^ready' "$ready" || echo "ready 0 $IDLE_CONNS")
   exec {hold}>&-
   wait "$cpid" 2>/dev/null || true
+  forget "$cpid"
   stop_proxy "$name"
   "$PY" -c 'import json,sys; n,w,b,a,h,f=sys.argv[1:]; h=int(h)
 print(json.dumps({"proxy":n,"wanted":int(w),"held":h,"failed":int(f),"rss_before_kib":int(b),
