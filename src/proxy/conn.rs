@@ -10,6 +10,7 @@ use std::mem::take;
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::accesslog::Entry;
 use crate::http::head::HeadLimits;
 use crate::http::parse_request;
 use crate::net::{read_append, write_all, Stream};
@@ -45,6 +46,18 @@ pub async fn serve<S: Stream>(mut client: S, info: ConnInfo, w: Rc<WorkerState>)
             Head::Closed => break,
             Head::Reject(status, why) => {
                 let b = bufs.get_or_insert_with(|| w.take_buffers());
+                if w.log.enabled() {
+                    // The head did not parse: log what ringway answered, without a request line.
+                    w.log.log(&Entry {
+                        client: &info.peer_ip,
+                        method: b"-",
+                        target: b"-",
+                        status,
+                        bytes: 0,
+                        upstream: None,
+                        duration: Duration::ZERO,
+                    });
+                }
                 error_response(&mut b.out, status, why, true);
                 // Bounded by the socket's TCP_USER_TIMEOUT (the listener's send_timeout).
                 let _ = write_all(&mut client, take(&mut b.out)).await;

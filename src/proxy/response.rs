@@ -134,6 +134,8 @@ pub(super) fn build_client_head(b: &mut Buffers, framing: ClientFraming, keep: b
         }
         ClientFraming::Close => {}
     }
+    // RFC 9110 §7.6.3: a proxy adds itself to Via in both directions.
+    out.extend_from_slice(b"via: 1.1 ringway\r\n");
     if resp.status == 101 {
         out.extend_from_slice(b"connection: upgrade\r\n");
     } else if resp.status >= 200 {
