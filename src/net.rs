@@ -21,6 +21,9 @@ pub trait Stream:
 
     /// Waits until a read would not block, without parking a buffer on the connection.
     fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<()>>;
+
+    /// Waits until a write would not block (for relays that write with their own syscalls).
+    fn wait_writable(&self) -> impl std::future::Future<Output = io::Result<()>>;
 }
 
 impl Stream for TcpStream {
@@ -30,6 +33,10 @@ impl Stream for TcpStream {
 
     async fn wait_readable(&self) -> io::Result<()> {
         self.readable(false).await
+    }
+
+    async fn wait_writable(&self) -> io::Result<()> {
+        self.writable(false).await
     }
 }
 

@@ -16,9 +16,12 @@ use std::time::{Duration, Instant};
 use monoio::net::TcpStream;
 
 use crate::accesslog::Entry;
+use crate::config::{RelayMode, RouteSpec};
 use crate::http::head::Span;
 use crate::http::{parse_response, BodyKind, ChunkedDecoder, ChunkedOutput};
 use crate::net::{read_append, with_timeout, write_all, Stream};
+use crate::relay::pipes::PipePool;
+use crate::relay::splice::{self, Deadlines, Fail};
 use crate::upstream::{ConnectError, UpConn};
 
 use super::errors::error_response;
@@ -127,6 +130,7 @@ async fn forward<S: Stream>(
     }
     let retryable = b.req.body == BodyKind::None && b.req.is_idempotent(&b.cbuf);
     let timeout = route.response_timeout;
+    let pipes = splice_allowed(route).then_some(&w.pipes);
     let mut attempt = 0;
     let mut conn = loop {
         attempt += 1;
@@ -141,7 +145,7 @@ async fn forward<S: Stream>(
         };
         f.upstream = Some(conn.addr);
         let mut conn = conn;
-        match send_request(client, &mut conn.stream, b, &mut body, info, timeout).await {
+        match send_request(client, &mut conn.stream, b, &mut body, info, timeout, pipes).await {
             Ok(()) => {}
             Err(e) if e.is_upstream() && conn.reused && retryable && attempt == 1 => continue,
             Err(SendError::Client) => return Next::Close,
@@ -167,7 +171,7 @@ async fn forward<S: Stream>(
     if b.resp.status == 101 {
         return upgrade(client, b, conn, f, route.response_timeout).await;
     }
-    respond(client, &mut conn, b, w, f, timeout, body.complete())
+    respond(client, &mut conn, b, w, f, route, body.complete())
         .await
         .map_or(Next::Close, |keep| {
             if keep.upstream {
@@ -331,7 +335,8 @@ impl RequestBody {
     }
 }
 
-/// Writes the head (and buffered body) upstream, then relays the rest of the request body.
+/// Writes the head (and buffered body) upstream, then relays the rest of the request body:
+/// spliced when `pipes` is given and it pays, else copied.
 async fn send_request<S: Stream>(
     client: &mut S,
     up: &mut TcpStream,
@@ -339,6 +344,7 @@ async fn send_request<S: Stream>(
     body: &mut RequestBody,
     info: &ConnInfo,
     timeout: Duration,
+    pipes: Option<&PipePool>,
 ) -> Result<(), SendError> {
     upstream_write(up, b, timeout).await?;
     if body.complete() {
@@ -348,6 +354,9 @@ async fn send_request<S: Stream>(
         // ringway answers the expectation itself once it is ready to take the body.
         let (r, _) = write_all(client, &b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
         r.map_err(|_| SendError::Client)?;
+    }
+    if let Some(pipes) = pipes {
+        splice_request(client, up, body, pipes, info.header_timeout, timeout).await?;
     }
     let head_len = b.req.head_len;
     while !body.complete() {
@@ -554,9 +563,10 @@ async fn respond<S: Stream>(
     b: &mut Buffers,
     w: &WorkerState,
     f: &mut Facts,
-    timeout: Duration,
+    route: &RouteSpec,
     request_done: bool,
 ) -> Result<Keep, ()> {
+    let timeout = route.response_timeout;
     let http10 = b.req.minor == 0;
     let framing = match b.resp.body {
         BodyKind::None => ClientFraming::None,
@@ -572,6 +582,9 @@ async fn respond<S: Stream>(
     let start = b.resp.head_len;
     relay.consume(b, start, f)?;
     client_write(client, b, timeout).await?;
+    if splice_allowed(route) {
+        splice_response(client, &up.stream, &mut relay, &w.pipes, f, timeout).await?;
+    }
     while !relay.done {
         b.ubuf.clear();
         let Some((r, buf)) =
@@ -672,5 +685,74 @@ impl ResponseBody {
         }
         f.bytes += (b.out.len() - before) as u64;
         Ok(())
+    }
+}
+
+/// Bodies shorter than this are copied: below it a pipe costs more syscalls than the copy it
+/// saves (HAProxy uses the same 4 KiB floor; see benches/body/README.md).
+const SPLICE_MIN: u64 = 4096;
+
+/// Whether a route's bodies may bypass user space. `auto` splices because no policy reads
+/// bodies yet; the policy chain will answer here once body policies exist.
+fn splice_allowed(route: &RouteSpec) -> bool {
+    route.relay != RelayMode::Copy
+}
+
+/// Splices the rest of a Content-Length request body upstream (the part that came with the
+/// head was already written). Leaves `body` untouched when splice is refused, so the copy
+/// loop takes over.
+async fn splice_request<S: Stream>(
+    client: &S,
+    up: &TcpStream,
+    body: &mut RequestBody,
+    pipes: &PipePool,
+    client_timeout: Duration,
+    upstream_timeout: Duration,
+) -> Result<(), SendError> {
+    if body.kind == BodyKind::Chunked || body.remaining < SPLICE_MIN {
+        return Ok(());
+    }
+    let t = Deadlines {
+        read: client_timeout,
+        write: upstream_timeout,
+    };
+    let out = splice::relay(pipes, client, up, body.remaining, t).await;
+    body.remaining -= out.delivered;
+    match out.result {
+        Ok(()) | Err(Fail::Unsupported) => Ok(()),
+        Err(Fail::SourceTimeout) => Err(SendError::ClientTimeout),
+        Err(Fail::DestTimeout) => Err(SendError::UpstreamTimeout),
+        Err(Fail::DestError) => Err(SendError::UpstreamIo),
+        Err(_) => Err(SendError::Client),
+    }
+}
+
+/// Splices the rest of a Content-Length response body to the client. `Err` closes the client:
+/// a cut-off body must not look complete.
+async fn splice_response<S: Stream>(
+    client: &S,
+    up: &TcpStream,
+    relay: &mut ResponseBody,
+    pipes: &PipePool,
+    f: &mut Facts,
+    timeout: Duration,
+) -> Result<(), ()> {
+    if relay.done || !matches!(relay.kind, BodyKind::Length(_)) || relay.remaining < SPLICE_MIN {
+        return Ok(());
+    }
+    let t = Deadlines {
+        read: timeout,
+        write: timeout,
+    };
+    let out = splice::relay(pipes, up, client, relay.remaining, t).await;
+    relay.remaining -= out.delivered;
+    f.bytes += out.delivered;
+    match out.result {
+        Ok(()) => {
+            relay.done = true;
+            Ok(())
+        }
+        Err(Fail::Unsupported) => Ok(()),
+        Err(_) => Err(()),
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::accesslog::AccessLog;
 use crate::config::{ListenerSpec, Snapshot, SnapshotHandle};
 use crate::http::{RequestHead, ResponseHead};
+use crate::relay::pipes::PipePool;
 use crate::upstream::Pools;
 
 use super::router::Router;
@@ -46,6 +47,9 @@ pub struct WorkerState {
     /// Requests between a complete head and the end of their response.
     pub in_flight: Cell<usize>,
     pub open_connections: Cell<usize>,
+    /// Pipes for splice relays. Sized from the config at worker start (a reload that changes
+    /// `pipe_size` takes effect on restart).
+    pub pipes: PipePool,
 }
 
 /// Free buffer sets kept for reuse; more than this go back to the allocator.
@@ -55,6 +59,7 @@ impl WorkerState {
     pub fn new(id: usize, handle: Arc<SnapshotHandle>, log: AccessLog) -> WorkerState {
         let gen = handle.generation();
         let snap = handle.load();
+        let pipes = PipePool::new(snap.pipe_size);
         WorkerState {
             id,
             current: RefCell::new(Rc::new(Generation::new(snap, gen))),
@@ -64,6 +69,7 @@ impl WorkerState {
             draining: Cell::new(false),
             in_flight: Cell::new(0),
             open_connections: Cell::new(0),
+            pipes,
         }
     }
 
