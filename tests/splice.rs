@@ -16,11 +16,18 @@ use ringway::backend::{pattern, Backend, BackendOptions};
 const SIZES: [usize; 6] = [0, 1, 4095, 4096, 65536, 1024 * 1024 + 1];
 
 fn gateway(mode: &str, backend: SocketAddr) -> Gateway {
-    let top = "pipe_size = \"256KiB\"\n[access_log]\nenabled = false";
+    gateway_on(mode, backend, "auto")
+}
+
+/// A gateway on `driver` ("auto" = io_uring here, or "epoll"): splice waits for readiness
+/// through the driver, so both must work.
+fn gateway_on(mode: &str, backend: SocketAddr, driver: &str) -> Gateway {
+    let top =
+        format!("io_driver = \"{driver}\"\npipe_size = \"256KiB\"\n[access_log]\nenabled = false");
     let cfg = config_with(
         free_port(),
         backend,
-        top,
+        &top,
         "max_idle = 0",
         &format!("relay = \"{mode}\""),
     );
@@ -32,8 +39,12 @@ fn backend() -> Backend {
 }
 
 fn get_integrity(mode: &str) {
+    get_integrity_on(mode, "auto");
+}
+
+fn get_integrity_on(mode: &str, driver: &str) {
     let b = backend();
-    let gw = gateway(mode, b.addr);
+    let gw = gateway_on(mode, b.addr, driver);
     let mut c = gw.conn();
     for n in SIZES {
         // Both requests in one write: the second must survive the first body's relay.
@@ -52,8 +63,12 @@ fn get_integrity(mode: &str) {
 }
 
 fn post_integrity(mode: &str) {
+    post_integrity_on(mode, "auto");
+}
+
+fn post_integrity_on(mode: &str, driver: &str) {
     let b = backend();
-    let gw = gateway(mode, b.addr);
+    let gw = gateway_on(mode, b.addr, driver);
     let mut c = gw.conn();
     for n in SIZES {
         let body = pattern(n);
@@ -95,6 +110,12 @@ fn post_bodies_intact_splice() {
 #[test]
 fn post_bodies_intact_copy() {
     post_integrity("copy");
+}
+
+#[test]
+fn get_and_post_intact_splice_epoll() {
+    get_integrity_on("splice", "epoll");
+    post_integrity_on("splice", "epoll");
 }
 
 #[test]

@@ -40,6 +40,9 @@ pub struct WorkerState {
     pub id: usize,
     handle: Arc<SnapshotHandle>,
     current: RefCell<Rc<Generation>>,
+    // Boxed because connections hold them as `Option<Box<Buffers>>`: lending one out moves a
+    // pointer, not the struct.
+    #[allow(clippy::vec_box)]
     buffers: RefCell<Vec<Box<Buffers>>>,
     pub log: AccessLog,
     /// Set on SIGTERM: finish in-flight requests, take no new ones.
