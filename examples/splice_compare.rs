@@ -3,6 +3,9 @@
 //! - `direct`: ringway's relay (`relay::splice`): splice(2) with SPLICE_F_NONBLOCK on the worker
 //!   thread, waiting with poll ops on EAGAIN;
 //! - `direct64k`: the same with a 64 KiB pipe (what monoio's `Pipe` is stuck with);
+//! - `direct16k`: a 16 KiB pipe, i.e. at most 16 KiB per splice pair, as splicing the data of
+//!   16 KiB chunks one by one would be;
+//! - `copy16k` / `copy64k`: read into a 16 / 64 KiB buffer and write it, as the copy relay does;
 //! - `uring`: monoio's io_uring splice ops (`SpliceSource`/`SpliceDestination`, monoio `Pipe`),
 //!   which the kernel punts to io-wq worker threads.
 //!
@@ -31,7 +34,14 @@ fn main() {
     let runs = args.get(1).copied().unwrap_or(3);
     println!("relaying {mib} MiB per run, {runs} runs each");
     for _ in 0..runs {
-        for method in ["direct", "direct64k", "uring"] {
+        for method in [
+            "direct",
+            "direct64k",
+            "uring",
+            "direct16k",
+            "copy16k",
+            "copy64k",
+        ] {
             let (secs, cpu) = run(method, mib << 20);
             println!(
                 "{method:9}  {:8.1} MiB/s  relay CPU {:.3} ms/MiB (user {:.3} sys {:.3})  io-wq threads seen: {}",
@@ -106,17 +116,23 @@ fn run(method: &str, len: u64) -> (f64, (f64, f64, usize)) {
             // io_uring splice on an O_NONBLOCK socket completes with EAGAIN instead of waiting,
             // so monoio's ops need blocking sockets (which is what sends them to io-wq).
             let nonblocking = method != "uring";
+            let size = match method.as_str() {
+                "direct" => 1 << 20,
+                "direct16k" => 16 << 10,
+                _ => 64 << 10,
+            };
             relay_in.set_nonblocking(nonblocking).unwrap();
             relay_out.set_nonblocking(nonblocking).unwrap();
             let mut a = monoio::net::TcpStream::from_std(relay_in).unwrap();
             let mut b = monoio::net::TcpStream::from_std(relay_out).unwrap();
-            if method != "uring" {
-                // direct64k: the same pipe size monoio's Pipe has, for a like-for-like look.
-                let size = if method == "direct" {
-                    1 << 20
+            if method.starts_with("copy") {
+                let size = if method == "copy16k" {
+                    16 << 10
                 } else {
                     64 << 10
                 };
+                copy_relay(&mut a, &mut b, len, size).await;
+            } else if method != "uring" {
                 let pool = PipePool::new(size);
                 let t = Deadlines {
                     read: Duration::from_secs(10),
@@ -138,6 +154,27 @@ fn run(method: &str, len: u64) -> (f64, (f64, f64, usize)) {
     let user = after.0 - before.0 - s.0 - k.0;
     let sys = after.1 - before.1 - s.1 - k.1;
     (secs, (user, sys, wq))
+}
+
+/// The copy relay's pattern: read into a user-space buffer, write it out.
+async fn copy_relay(
+    a: &mut monoio::net::TcpStream,
+    b: &mut monoio::net::TcpStream,
+    len: u64,
+    size: usize,
+) {
+    use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+    let mut buf = Vec::with_capacity(size);
+    let mut left = len;
+    while left > 0 {
+        let (r, got) = a.read(buf).await;
+        let n = r.expect("read");
+        assert!(n > 0, "early EOF");
+        let (r, back) = b.write_all(got).await;
+        r.expect("write");
+        buf = back;
+        left -= n as u64;
+    }
 }
 
 /// monoio's splice ops with its own (unsizable, 64 KiB) pipe.
