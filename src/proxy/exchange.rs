@@ -582,10 +582,11 @@ async fn respond<S: Stream>(
     let start = b.resp.head_len;
     relay.consume(b, start, f)?;
     client_write(client, b, timeout).await?;
-    if splice_allowed(route) {
-        splice_response(client, &up.stream, &mut relay, &w.pipes, f, timeout).await?;
-    }
+    let splice = splice_allowed(route);
     while !relay.done {
+        if splice && splice_response(client, &up.stream, &mut relay, &w.pipes, f, timeout).await? {
+            continue;
+        }
         b.ubuf.clear();
         let Some((r, buf)) =
             with_timeout(timeout, read_append(&mut up.stream, take(&mut b.ubuf))).await
@@ -727,8 +728,14 @@ async fn splice_request<S: Stream>(
     }
 }
 
-/// Splices the rest of a Content-Length response body to the client. `Err` closes the client:
-/// a cut-off body must not look complete.
+/// Chunk data shorter than this is copied with its framing: spliced chunk by chunk, 16 KiB
+/// chunks cost more than copying them in 64 KiB reads; 64 KiB and up, splice wins
+/// (benches/body/README.md, "Thresholds and chunked bodies").
+const CHUNK_SPLICE_MIN: u64 = 64 * 1024;
+
+/// Splices what it can of the response body to the client: the rest of a Content-Length body,
+/// or the rest of the current chunk's data (its size line was already written). Returns
+/// whether it moved anything. `Err` closes the client: a cut-off body must not look complete.
 async fn splice_response<S: Stream>(
     client: &S,
     up: &TcpStream,
@@ -736,23 +743,29 @@ async fn splice_response<S: Stream>(
     pipes: &PipePool,
     f: &mut Facts,
     timeout: Duration,
-) -> Result<(), ()> {
-    if relay.done || !matches!(relay.kind, BodyKind::Length(_)) || relay.remaining < SPLICE_MIN {
-        return Ok(());
-    }
+) -> Result<bool, ()> {
+    let len = match relay.kind {
+        BodyKind::Length(_) if relay.remaining >= SPLICE_MIN => relay.remaining,
+        BodyKind::Chunked if relay.decoder.data_remaining() >= CHUNK_SPLICE_MIN => {
+            relay.decoder.data_remaining()
+        }
+        _ => return Ok(false),
+    };
     let t = Deadlines {
         read: timeout,
         write: timeout,
     };
-    let out = splice::relay(pipes, up, client, relay.remaining, t).await;
-    relay.remaining -= out.delivered;
+    let out = splice::relay(pipes, up, client, len, t).await;
     f.bytes += out.delivered;
+    if relay.kind == BodyKind::Chunked {
+        relay.decoder.skip_data(out.delivered);
+    } else {
+        relay.remaining -= out.delivered;
+        relay.done = relay.remaining == 0;
+    }
     match out.result {
-        Ok(()) => {
-            relay.done = true;
-            Ok(())
-        }
-        Err(Fail::Unsupported) => Ok(()),
+        Ok(()) => Ok(true),
+        Err(Fail::Unsupported) => Ok(false),
         Err(_) => Err(()),
     }
 }
