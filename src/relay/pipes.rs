@@ -85,6 +85,8 @@ pub struct PipePool {
     size: usize,
     /// Set after splice failed with EINVAL/ENOSYS: this worker copies from then on.
     disabled: Cell<bool>,
+    /// A smaller pipe than asked for was logged already.
+    warned_small: Cell<bool>,
 }
 
 impl PipePool {
@@ -106,6 +108,7 @@ impl PipePool {
             idle: RefCell::new(Vec::new()),
             size,
             disabled: Cell::new(false),
+            warned_small: Cell::new(false),
         }
     }
 
@@ -124,7 +127,17 @@ impl PipePool {
             return Some(p);
         }
         match Pipe::open(self.size) {
-            Ok(p) => Some(p),
+            Ok(p) => {
+                if p.cap < self.size && !self.warned_small.replace(true) {
+                    tracing::warn!(
+                        asked = self.size,
+                        got = p.cap,
+                        "the kernel refused the pipe size (fs.pipe-user-pages-soft reached?); \
+                         splice relays use smaller pipes"
+                    );
+                }
+                Some(p)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create a splice pipe; copying this body");
                 None
