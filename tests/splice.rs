@@ -45,6 +45,10 @@ fn get_integrity(mode: &str) {
 fn get_integrity_on(mode: &str, driver: &str) {
     let b = backend();
     let gw = gateway_on(mode, b.addr, driver);
+    get_sizes(&gw, mode);
+}
+
+fn get_sizes(gw: &Gateway, mode: &str) {
     let mut c = gw.conn();
     for n in SIZES {
         // Both requests in one write: the second must survive the first body's relay.
@@ -366,4 +370,26 @@ fn chunked_bodies_intact_splice() {
 #[test]
 fn chunked_bodies_intact_copy() {
     chunked_integrity("copy");
+}
+
+/// With upstream keep-alive (default pool), connections that carried spliced bodies are reused:
+/// a relay that left or took a stray byte would corrupt the next response.
+#[test]
+fn pooled_upstreams_reused_after_splice() {
+    let b = backend();
+    let cfg = config_with(
+        free_port(),
+        b.addr,
+        "[access_log]\nenabled = false",
+        "",
+        "relay = \"splice\"",
+    );
+    let gw = Gateway::start(&cfg);
+    for _ in 0..3 {
+        get_sizes(&gw, "splice pooled");
+    }
+    assert!(
+        b.accepted() < 3 * SIZES.len() as u64,
+        "upstream connections were not reused"
+    );
 }
