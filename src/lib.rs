@@ -9,7 +9,8 @@
 //!        └► proxy::exchange ── route → upstream head → bodies → response; the four policy
 //!             phases (request headers, request body, response headers, response body) hook in here
 //!             └► upstream ── per-worker pools and connects
-//!             └► relay ── tunnels (WebSocket) and, next, splice relays
+//!             └► relay ── tunnels (WebSocket) and zero-copy splice relays for bodies
+//!                  (per-worker pipe pool in `WorkerState::pipes`)
 //! ```
 //!
 //! Per-worker state (`proxy::WorkerState`: pools, buffers, counters, access log) is owned by its

@@ -24,6 +24,9 @@ pub trait Stream:
 
     /// The underlying socket (for deadlines that shut down a waiting connection).
     fn socket_fd(&self) -> RawFd;
+
+    /// Waits until a write would not block (for relays that write with their own syscalls).
+    fn wait_writable(&self) -> impl std::future::Future<Output = io::Result<()>>;
 }
 
 impl Stream for TcpStream {
@@ -37,6 +40,10 @@ impl Stream for TcpStream {
 
     fn socket_fd(&self) -> RawFd {
         self.as_raw_fd()
+    }
+
+    async fn wait_writable(&self) -> io::Result<()> {
+        self.writable(false).await
     }
 }
 
@@ -217,5 +224,35 @@ pub fn grow_if_full(buf: &mut Vec<u8>) {
     const MAX: usize = 64 * 1024;
     if buf.len() == buf.capacity() && buf.capacity() < MAX {
         buf.reserve(buf.capacity());
+    }
+}
+
+/// The stream under a handle, for relays that work on the socket itself (splice). Halves from
+/// [`halves`] hand out the stream they borrow.
+pub trait AsStream {
+    type Inner: Stream;
+    fn as_stream(&self) -> &Self::Inner;
+}
+
+impl<S: Stream> AsStream for S {
+    type Inner = S;
+    fn as_stream(&self) -> &S {
+        self
+    }
+}
+
+impl<S: Stream> AsStream for ReadHalf<'_, S> {
+    type Inner = S;
+    fn as_stream(&self) -> &S {
+        // SAFETY: see `halves`; shared access only reaches the fd and readiness waits.
+        unsafe { &*self.0 }
+    }
+}
+
+impl<S: Stream> AsStream for WriteHalf<'_, S> {
+    type Inner = S;
+    fn as_stream(&self) -> &S {
+        // SAFETY: see `halves`.
+        unsafe { &*self.0 }
     }
 }

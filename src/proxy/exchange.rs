@@ -16,17 +16,18 @@ use std::pin::pin;
 use std::time::{Duration, Instant};
 
 use crate::accesslog::Entry;
-use crate::config::RouteSpec;
+use crate::config::{RelayMode, RouteSpec};
 use crate::http::head::HeaderRef;
 use crate::http::BodyKind;
 use crate::net::{halves, write_all, Stream};
+use crate::relay::pipes::PipePool;
 use crate::upstream::{ConnectError, UpConn};
 
 use super::errors::error_response;
 use super::response::{build_client_head, read_final_head, respond, ClientFraming, HeadFail, Keep};
 use super::router::{upstream_target, Miss};
 use super::state::{Buffers, ConnInfo, Generation, WorkerState};
-use super::upload::{upload, RequestBody, SendError, UploadBuf};
+use super::upload::{upload, RequestBody, SendError, UploadBuf, UploadPlan};
 
 /// What the connection loop does after an exchange.
 pub enum Next {
@@ -132,6 +133,7 @@ async fn forward<S: Stream>(
     let retryable = b.req.body == BodyKind::None && b.req.is_idempotent(&b.cbuf);
     let timeout = route.response_timeout;
     let max_head = limits.max_response_head_bytes;
+    let pipes = splice_allowed(route).then_some(&w.pipes);
     let mut attempt = 0;
     let mut conn = loop {
         attempt += 1;
@@ -171,13 +173,13 @@ async fn forward<S: Stream>(
         }
     };
     if !body.complete() {
-        return duplex(client, conn, b, &mut body, info, g, route, w, f).await;
+        return duplex(client, conn, b, &mut body, info, g, route, w, f, pipes).await;
     }
     f.status = b.resp.status;
     if b.resp.status == 101 {
         return upgrade(client, b, conn, f, route.response_timeout).await;
     }
-    match respond(client, &mut conn.stream, b, w, f, timeout).await {
+    match respond(client, &mut conn.stream, b, w, f, timeout, pipes).await {
         Ok(keep) => finish(keep, true, conn, route.upstream, g),
         Err(()) => Next::Close,
     }
@@ -209,6 +211,7 @@ async fn duplex<S: Stream>(
     route: &RouteSpec,
     w: &WorkerState,
     f: &mut Facts,
+    pipes: Option<&PipePool>,
 ) -> Next {
     if b.req.expect_continue && b.req.minor == 1 {
         // ringway answers the expectation itself once it is ready to take the body.
@@ -231,7 +234,12 @@ async fn duplex<S: Stream>(
             out: &mut bout,
             head_len,
         };
-        let mut up = pin!(upload(&mut cr, &mut uw, ubuf, body, info.header_timeout));
+        let plan = UploadPlan {
+            pipes,
+            read_timeout: info.header_timeout,
+            write_timeout: timeout,
+        };
+        let mut up = pin!(upload(&mut cr, &mut uw, ubuf, body, plan));
         let mut down = pin!(async {
             read_final_head(&mut cw, &mut ur, b, timeout, max_head).await?;
             if b.resp.status == 101 {
@@ -239,14 +247,16 @@ async fn duplex<S: Stream>(
             }
             f.status = b.resp.status;
             responded.set(true);
-            respond(&mut cw, &mut ur, b, w, f, timeout)
+            respond(&mut cw, &mut ur, b, w, f, timeout, pipes)
                 .await
                 .map_err(|()| HeadFail::Client)
         });
         monoio::select! {
             u = &mut up => match u {
                 // The upstream may have answered early and closed: let the response finish.
-                Ok(()) | Err(SendError::UpstreamIo) => (Some(u), Some(down.await)),
+                Ok(()) | Err(SendError::UpstreamIo | SendError::UpstreamTimeout) => {
+                    (Some(u), Some(down.await))
+                }
                 Err(_) => (Some(u), None),
             },
             d = &mut down => (None, Some(d)),
@@ -368,4 +378,10 @@ async fn upgrade<S: Stream>(
     }
     b.ubuf.drain(..b.resp.head_len);
     Next::Upgrade(conn, idle)
+}
+
+/// Whether a route's bodies may bypass user space. `auto` splices because no policy reads
+/// bodies yet; the policy chain will answer here once body policies exist.
+fn splice_allowed(route: &RouteSpec) -> bool {
+    route.relay != RelayMode::Copy
 }

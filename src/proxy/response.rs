@@ -7,10 +7,18 @@ use std::time::Duration;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::http::{parse_response, BodyKind, ChunkedDecoder, ChunkedOutput};
-use crate::net::{grow_if_full, read_append, with_timeout, write_all};
+use crate::net::{grow_if_full, read_append, with_timeout, write_all, AsStream};
+use crate::relay::pipes::PipePool;
+use crate::relay::splice::{self, Deadlines, Fail};
 
 use super::exchange::{copy_fields, push_num, put_length, Facts};
 use super::state::{Buffers, WorkerState, BUF_START};
+use super::upload::SPLICE_MIN;
+
+/// Chunk data shorter than this is copied with its framing: spliced chunk by chunk, 16 KiB
+/// chunks cost more than copying them in 64 KiB reads; 64 KiB and up, splice wins
+/// (benches/body/README.md, "Thresholds and chunked bodies").
+const CHUNK_SPLICE_MIN: u64 = 64 * 1024;
 
 /// Most interim (1xx) responses accepted before one final response.
 const MAX_INTERIM: usize = 32;
@@ -157,14 +165,19 @@ pub(super) struct Keep {
 
 /// Writes the final head and relays the response body. `Err` means the client connection
 /// broke (or was cut off after a truncated body) and must close.
-pub(super) async fn respond<C: AsyncWriteRent, U: AsyncReadRent>(
+pub(super) async fn respond<C, U>(
     client: &mut C,
     up: &mut U,
     b: &mut Buffers,
     w: &WorkerState,
     f: &mut Facts,
     timeout: Duration,
-) -> Result<Keep, ()> {
+    pipes: Option<&PipePool>,
+) -> Result<Keep, ()>
+where
+    C: AsyncWriteRent + AsStream,
+    U: AsyncReadRent + AsStream,
+{
     let http10 = b.req.minor == 0;
     let framing = match b.resp.body {
         BodyKind::None => ClientFraming::None,
@@ -182,6 +195,11 @@ pub(super) async fn respond<C: AsyncWriteRent, U: AsyncReadRent>(
     relay.consume(b, start, f)?;
     client_write(client, b).await?;
     while !relay.done {
+        if let Some(pipes) = pipes {
+            if splice_body(client, up, &mut relay, pipes, f, timeout).await? {
+                continue;
+            }
+        }
         b.ubuf.clear();
         let Some((r, buf)) = with_timeout(timeout, read_append(up, take(&mut b.ubuf))).await else {
             b.ubuf = Vec::with_capacity(BUF_START);
@@ -269,5 +287,42 @@ impl ResponseBody {
         }
         f.bytes += (b.out.len() - before) as u64;
         Ok(())
+    }
+}
+
+/// Splices what it can of the response body to the client: the rest of a Content-Length body,
+/// or the rest of the current chunk's data (its size line was already written). Returns
+/// whether it moved anything. `Err` closes the client: a cut-off body must not look complete.
+async fn splice_body<C: AsStream, U: AsStream>(
+    client: &C,
+    up: &U,
+    relay: &mut ResponseBody,
+    pipes: &PipePool,
+    f: &mut Facts,
+    timeout: Duration,
+) -> Result<bool, ()> {
+    let len = match relay.kind {
+        BodyKind::Length(_) if relay.remaining >= SPLICE_MIN => relay.remaining,
+        BodyKind::Chunked if relay.decoder.data_remaining() >= CHUNK_SPLICE_MIN => {
+            relay.decoder.data_remaining()
+        }
+        _ => return Ok(false),
+    };
+    let t = Deadlines {
+        read: timeout,
+        write: timeout,
+    };
+    let out = splice::relay(pipes, up.as_stream(), client.as_stream(), len, t).await;
+    f.bytes += out.delivered;
+    if relay.kind == BodyKind::Chunked {
+        relay.decoder.skip_data(out.delivered);
+    } else {
+        relay.remaining -= out.delivered;
+        relay.done = relay.remaining == 0;
+    }
+    match out.result {
+        Ok(()) => Ok(true),
+        Err(Fail::Unsupported) => Ok(false),
+        Err(_) => Err(()),
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::accesslog::AccessLog;
 use crate::config::{ListenerSpec, Snapshot, SnapshotHandle};
 use crate::http::{RequestHead, ResponseHead};
+use crate::relay::pipes::PipePool;
 use crate::upstream::Pools;
 
 use super::deadlines::ClientDeadlines;
@@ -53,6 +54,9 @@ pub struct WorkerState {
     pub hot_idle: Cell<usize>,
     /// Keep-alive and head deadlines of waiting client connections.
     pub waits: ClientDeadlines,
+    /// Pipes for splice relays. Sized from the config at worker start (a reload that changes
+    /// `pipe_size` takes effect on restart).
+    pub pipes: PipePool,
 }
 
 /// Starting size of each connection buffer: enough for typical heads and small bodies; body
@@ -67,6 +71,7 @@ impl WorkerState {
     pub fn new(id: usize, handle: Arc<SnapshotHandle>, log: AccessLog) -> WorkerState {
         let gen = handle.generation();
         let snap = handle.load();
+        let pipes = PipePool::new(snap.pipe_size);
         WorkerState {
             id,
             current: RefCell::new(Rc::new(Generation::new(snap, gen))),
@@ -78,6 +83,7 @@ impl WorkerState {
             open_connections: Cell::new(0),
             hot_idle: Cell::new(0),
             waits: ClientDeadlines::default(),
+            pipes,
         }
     }
 

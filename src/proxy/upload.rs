@@ -7,7 +7,13 @@ use std::time::Duration;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::http::{BodyKind, ChunkedDecoder, ChunkedOutput};
-use crate::net::{grow_if_full, read_append, with_timeout, write_all};
+use crate::net::{grow_if_full, read_append, with_timeout, write_all, AsStream};
+use crate::relay::pipes::PipePool;
+use crate::relay::splice::{self, Deadlines, Fail};
+
+/// Bodies shorter than this are copied: below it a pipe costs more syscalls than the copy it
+/// saves (HAProxy uses the same 4 KiB floor; see benches/body/README.md).
+pub(super) const SPLICE_MIN: u64 = 4096;
 
 /// Progress of the request body toward the upstream.
 pub(super) struct RequestBody {
@@ -25,6 +31,7 @@ pub(super) enum SendError {
     BadChunk,
     TooLarge,
     UpstreamIo,
+    UpstreamTimeout,
 }
 
 impl SendError {
@@ -34,6 +41,7 @@ impl SendError {
             SendError::ClientTimeout => 408,
             SendError::TooLarge => 413,
             SendError::UpstreamIo => 502,
+            SendError::UpstreamTimeout => 504,
         }
     }
 
@@ -43,6 +51,7 @@ impl SendError {
             SendError::ClientTimeout => "request body timeout",
             SendError::TooLarge => "request body too large",
             SendError::UpstreamIo => "upstream closed the connection",
+            SendError::UpstreamTimeout => "upstream stopped reading the request body",
         }
     }
 }
@@ -100,15 +109,31 @@ pub(super) struct UploadBuf<'a> {
     pub head_len: usize,
 }
 
-/// Relays the rest of the request body: client reads under `read_timeout`, upstream writes
-/// bounded by the socket's TCP_USER_TIMEOUT.
-pub(super) async fn upload<C: AsyncReadRent, U: AsyncWriteRent>(
+/// How the body may travel: `pipes` when it may bypass user space (splice), and the timeouts
+/// for client reads and upstream writes.
+pub(super) struct UploadPlan<'a> {
+    pub pipes: Option<&'a PipePool>,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+/// Relays the rest of the request body: spliced when the plan allows and it pays, else copied
+/// (client reads under the read timeout, upstream writes bounded by TCP_USER_TIMEOUT).
+pub(super) async fn upload<C, U>(
     client: &mut C,
     up: &mut U,
     u: UploadBuf<'_>,
     body: &mut RequestBody,
-    read_timeout: Duration,
-) -> Result<(), SendError> {
+    plan: UploadPlan<'_>,
+) -> Result<(), SendError>
+where
+    C: AsyncReadRent + AsStream,
+    U: AsyncWriteRent + AsStream,
+{
+    if let Some(pipes) = plan.pipes {
+        splice_rest(client, up, body, pipes, &plan).await?;
+    }
+    let read_timeout = plan.read_timeout;
     while !body.complete() {
         u.cbuf.truncate(u.head_len);
         *u.cpos = u.head_len;
@@ -129,4 +154,31 @@ pub(super) async fn upload<C: AsyncReadRent, U: AsyncWriteRent>(
         r.map_err(|_| SendError::UpstreamIo)?;
     }
     Ok(())
+}
+
+/// Splices the rest of a Content-Length body upstream (the part that came with the head was
+/// already written). Leaves `body` as it is when splice is refused, so the copy loop takes over.
+async fn splice_rest<C: AsStream, U: AsStream>(
+    client: &C,
+    up: &U,
+    body: &mut RequestBody,
+    pipes: &PipePool,
+    plan: &UploadPlan<'_>,
+) -> Result<(), SendError> {
+    if body.kind == BodyKind::Chunked || body.remaining < SPLICE_MIN {
+        return Ok(());
+    }
+    let t = Deadlines {
+        read: plan.read_timeout,
+        write: plan.write_timeout,
+    };
+    let out = splice::relay(pipes, client.as_stream(), up.as_stream(), body.remaining, t).await;
+    body.remaining -= out.delivered;
+    match out.result {
+        Ok(()) | Err(Fail::Unsupported) => Ok(()),
+        Err(Fail::SourceTimeout) => Err(SendError::ClientTimeout),
+        Err(Fail::DestTimeout) => Err(SendError::UpstreamTimeout),
+        Err(Fail::DestError) => Err(SendError::UpstreamIo),
+        Err(_) => Err(SendError::Client),
+    }
 }

@@ -1,4 +1,7 @@
 //! Relays that move bytes between a client and an upstream once framing is settled: the
-//! bidirectional tunnel for upgraded connections (WebSocket).
+//! bidirectional tunnel for upgraded connections (WebSocket), and the zero-copy splice relay for
+//! length-delimited bodies with its per-worker pipe pool.
 
+pub mod pipes;
+pub mod splice;
 pub mod tunnel;

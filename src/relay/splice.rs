@@ -1,0 +1,264 @@
+//! Zero-copy relay of a length-delimited body: socket → pipe → socket with splice(2), so body
+//! bytes never enter user space.
+//!
+//! Why not monoio's own tools: `monoio::io::zero_copy` copies to EOF (a body ends at its length,
+//! and a pipelined message may follow), 4 KiB at a time, through a new pipe per call; its io_uring
+//! splice ops are punted to io-wq kernel threads, which breaks thread-per-core. Instead this loop
+//! calls splice(2) directly with SPLICE_F_NONBLOCK on the worker thread and, on EAGAIN, waits for
+//! readiness through the runtime (a poll op on io_uring, the reactor on epoll).
+//!
+//! Bounds: never more than the remaining body is spliced from the source, so the next message
+//! stays in the socket; the pipe (`pipe_size`) is the only buffer, so a slow reader on the far
+//! side stops the relay from reading instead of making it buffer.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use crate::net::{with_timeout, Stream};
+
+use super::pipes::{Pipe, PipePool};
+
+/// How a splice relay ended short of the full length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fail {
+    /// The kernel refused splice before any byte moved: relay this body by copy.
+    Unsupported,
+    /// The source closed before the end of the body.
+    SourceEof,
+    SourceTimeout,
+    SourceError,
+    DestTimeout,
+    DestError,
+}
+
+impl Fail {
+    /// True when the source side (not the destination) is at fault.
+    pub fn is_source(self) -> bool {
+        matches!(
+            self,
+            Fail::SourceEof | Fail::SourceTimeout | Fail::SourceError
+        )
+    }
+}
+
+/// Per-wait deadlines: a read or write that makes no progress for this long fails the relay.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    pub read: Duration,
+    pub write: Duration,
+}
+
+/// What a relay did: bytes delivered to the destination, and how it ended.
+pub struct Outcome {
+    pub delivered: u64,
+    pub result: Result<(), Fail>,
+}
+
+/// Moves exactly `len` bytes from `src` to `dst` through a pooled pipe. `Unsupported` (nothing
+/// moved) asks the caller to copy instead; the pool then stays disabled for this worker.
+pub async fn relay<S: Stream, D: Stream>(
+    pool: &PipePool,
+    src: &S,
+    dst: &D,
+    len: u64,
+    t: Deadlines,
+) -> Outcome {
+    let (Some(src_fd), Some(dst_fd)) = (src.splice_fd(), dst.splice_fd()) else {
+        return unsupported();
+    };
+    let Some(mut pipe) = pool.take() else {
+        return unsupported();
+    };
+    if let Err(e) = set_nonblocking(src_fd).and_then(|_| set_nonblocking(dst_fd)) {
+        pool.put(pipe);
+        pool.disable(&e);
+        return unsupported();
+    }
+    let mut r = Relay {
+        src_fd,
+        dst_fd,
+        left: len,
+        delivered: 0,
+        pipe: &mut pipe,
+    };
+    let result = r.run(src, dst, t).await;
+    let delivered = r.delivered;
+    if let Err(Fail::Unsupported) = result {
+        pool.disable(&io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // A pipe with bytes left in it is dropped (closed) by `put`.
+    pool.put(pipe);
+    Outcome { delivered, result }
+}
+
+fn unsupported() -> Outcome {
+    Outcome {
+        delivered: 0,
+        result: Err(Fail::Unsupported),
+    }
+}
+
+struct Relay<'p> {
+    src_fd: RawFd,
+    dst_fd: RawFd,
+    /// Bytes still to take from the source.
+    left: u64,
+    delivered: u64,
+    pipe: &'p mut Pipe,
+}
+
+/// What one non-blocking splice call did.
+enum Step {
+    Moved,
+    Blocked,
+    Eof,
+}
+
+impl Relay<'_> {
+    async fn run<S: Stream, D: Stream>(
+        &mut self,
+        src: &S,
+        dst: &D,
+        t: Deadlines,
+    ) -> Result<(), Fail> {
+        let mut eof = false;
+        loop {
+            let filled = if !eof { self.fill()? } else { Step::Blocked };
+            eof |= matches!(filled, Step::Eof);
+            let drained = self.drain()?;
+            if self.left == 0 && self.pipe.len == 0 {
+                return Ok(());
+            }
+            if eof && self.pipe.len == 0 {
+                return Err(Fail::SourceEof);
+            }
+            if matches!(filled, Step::Moved) || matches!(drained, Step::Moved) {
+                continue;
+            }
+            // Neither side moved. Bytes waiting in the pipe go first: wait for the destination;
+            // only an empty pipe waits for the source.
+            if self.pipe.len > 0 {
+                wait(
+                    dst.wait_writable(),
+                    t.write,
+                    Fail::DestTimeout,
+                    Fail::DestError,
+                )
+                .await?;
+            } else {
+                wait(
+                    src.wait_readable(),
+                    t.read,
+                    Fail::SourceTimeout,
+                    Fail::SourceError,
+                )
+                .await?;
+            }
+        }
+    }
+
+    /// Source → pipe, never past the body's end nor the pipe's free room.
+    fn fill(&mut self) -> Result<Step, Fail> {
+        let room = self.pipe.cap - self.pipe.len;
+        if self.left == 0 || room == 0 {
+            return Ok(Step::Blocked);
+        }
+        let want = room.min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        match splice(self.src_fd, self.pipe.write_fd(), want) {
+            Ok(0) => Ok(Step::Eof),
+            Ok(n) => {
+                self.left -= n as u64;
+                self.pipe.len += n;
+                Ok(Step::Moved)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Step::Blocked),
+            Err(e) if self.untouched() && refused(&e) => Err(Fail::Unsupported),
+            Err(_) => Err(Fail::SourceError),
+        }
+    }
+
+    /// Pipe → destination.
+    fn drain(&mut self) -> Result<Step, Fail> {
+        if self.pipe.len == 0 {
+            return Ok(Step::Blocked);
+        }
+        match splice(self.pipe.read_fd(), self.dst_fd, self.pipe.len) {
+            Ok(0) => Err(Fail::DestError),
+            Ok(n) => {
+                self.pipe.len -= n;
+                self.delivered += n as u64;
+                Ok(Step::Moved)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Step::Blocked),
+            Err(_) => Err(Fail::DestError),
+        }
+    }
+
+    /// Nothing has moved yet, so the caller can still fall back to copying.
+    fn untouched(&self) -> bool {
+        self.delivered == 0 && self.pipe.len == 0
+    }
+}
+
+async fn wait<F: std::future::Future<Output = io::Result<()>>>(
+    ready: F,
+    dur: Duration,
+    timeout: Fail,
+    error: Fail,
+) -> Result<(), Fail> {
+    match with_timeout(dur, ready).await {
+        Some(Ok(())) => Ok(()),
+        Some(Err(_)) => Err(error),
+        None => Err(timeout),
+    }
+}
+
+/// Errors that mean "this kernel or socket type cannot splice", not "the peer failed".
+fn refused(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+    )
+}
+
+/// One non-blocking splice between a socket and a pipe (either direction).
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    let flags = libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE;
+    // SAFETY: both fds are open for the duration of the call (borrowed from live streams and
+    // a pipe we own); null offsets are required for sockets and pipes; no memory is passed.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            flags,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// splice(2) on a blocking socket would block the worker thread however SPLICE_F_NONBLOCK is
+/// set (the flag only covers the pipe side), and io_uring accepts leave sockets blocking.
+/// Setting O_NONBLOCK is harmless to the runtime: its recv/send ops poll on EAGAIN.
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an open fd; F_GETFL takes no argument.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if flags & libc::O_NONBLOCK != 0 {
+        return Ok(());
+    }
+    // SAFETY: as above; F_SETFL takes an int of flags.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
