@@ -104,6 +104,21 @@ fn run(path: PathBuf) -> ExitCode {
     }
 }
 
+/// mimalloc's default on Linux commits arena memory eagerly, which with transparent huge pages
+/// shows up as RSS in 2 MiB steps: measured here, 10 MiB idle and 3.3 KiB per idle keep-alive
+/// connection, against 4.6 MiB and 1.7 KiB with commit on demand. The arena is reserved by the
+/// first allocation, before `main` runs, so the option is set from an ELF constructor.
+extern "C" fn tune_allocator() {
+    // `mi_option_arena_eager_commit` in mimalloc v3's option enum (the Rust bindings predate it).
+    const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+    // SAFETY: plain option setter of the linked mimalloc; runs once, single-threaded, at load.
+    unsafe { libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0) };
+}
+
+#[used]
+#[link_section = ".init_array"]
+static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RINGWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
