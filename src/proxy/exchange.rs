@@ -19,6 +19,7 @@ use crate::accesslog::Entry;
 use crate::http::head::Span;
 use crate::http::{parse_response, BodyKind, ChunkedDecoder, ChunkedOutput};
 use crate::net::{read_append, with_timeout, write_all, Stream};
+use crate::relay::stream::{self, StreamRead};
 use crate::upstream::{ConnectError, UpConn};
 
 use super::errors::error_response;
@@ -165,9 +166,13 @@ async fn forward<S: Stream>(
     };
     f.status = b.resp.status;
     if b.resp.status == 101 {
-        return upgrade(client, b, conn, f, route.response_timeout).await;
+        return upgrade(client, b, conn, f, route.tunnel_idle_timeout).await;
     }
-    respond(client, &mut conn, b, w, f, timeout, body.complete())
+    let timeouts = Timeouts {
+        response: timeout,
+        stream_idle: route.stream_idle_timeout,
+    };
+    respond(client, &mut conn, b, w, f, timeouts, body.complete())
         .await
         .map_or(Next::Close, |keep| {
             if keep.upstream {
@@ -540,6 +545,14 @@ async fn upgrade<S: Stream>(
     Next::Upgrade(conn, idle)
 }
 
+/// Per-read limits of a response body: `response` for bodies with a length, `stream_idle`
+/// for streams (event streams, chunked or close-delimited bodies) once the head is in.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    response: Duration,
+    stream_idle: Duration,
+}
+
 /// Which connections survive the exchange.
 struct Keep {
     client: bool,
@@ -554,9 +567,10 @@ async fn respond<S: Stream>(
     b: &mut Buffers,
     w: &WorkerState,
     f: &mut Facts,
-    timeout: Duration,
+    timeouts: Timeouts,
     request_done: bool,
 ) -> Result<Keep, ()> {
+    let timeout = timeouts.response;
     let http10 = b.req.minor == 0;
     let framing = match b.resp.body {
         BodyKind::None => ClientFraming::None,
@@ -572,21 +586,40 @@ async fn respond<S: Stream>(
     let start = b.resp.head_len;
     relay.consume(b, start, f)?;
     client_write(client, b, timeout).await?;
+    // Streams are relayed read by read (no batching) under the stream idle timeout, watching
+    // for the client to leave (see `relay::stream`).
+    let streaming = matches!(b.resp.body, BodyKind::Chunked | BodyKind::Close)
+        || b.resp.headers.iter().any(|h| {
+            h.name.get(&b.ubuf).eq_ignore_ascii_case(b"content-type")
+                && stream::is_event_stream(h.value.get(&b.ubuf))
+        });
+    let (read_timeout, mut watch) = if streaming {
+        (timeouts.stream_idle, stream::Watch::new(client))
+    } else {
+        (timeout, stream::Watch::off())
+    };
     while !relay.done {
         b.ubuf.clear();
-        let Some((r, buf)) =
-            with_timeout(timeout, read_append(&mut up.stream, take(&mut b.ubuf))).await
-        else {
-            b.ubuf = Vec::with_capacity(64 * 1024);
-            return Err(());
-        };
+        let (r, buf) = stream::read_watching(
+            client,
+            &mut up.stream,
+            take(&mut b.ubuf),
+            read_timeout,
+            &mut watch,
+        )
+        .await;
         b.ubuf = buf;
+        if b.ubuf.capacity() == 0 {
+            // The read was abandoned with its buffer; the connection closes anyway.
+            b.ubuf = Vec::with_capacity(64 * 1024);
+        }
         match r {
-            Ok(n) if n > 0 => {}
+            StreamRead::Data(_) => {}
+            StreamRead::Idle | StreamRead::ClientGone => return Err(()),
             // Close-delimited bodies end here; any other body was cut off: close the client
             // too, so it sees the truncation instead of a padded or hanging response.
-            _ if b.resp.body == BodyKind::Close => break,
-            _ => return Err(()),
+            StreamRead::Eof | StreamRead::Error(_) if b.resp.body == BodyKind::Close => break,
+            StreamRead::Eof | StreamRead::Error(_) => return Err(()),
         }
         b.out.clear();
         relay.consume(b, 0, f)?;
