@@ -116,6 +116,7 @@ async fn respond(io: &mut ConnIo, ctx: &Ctx, head: &RequestHead) -> io::Result<b
             fixed(io, head, ctx.fixed_size as u64, Fill::X).await
         }
         Endpoint::Sse { count, interval_ms } => sse(io, head, count, interval_ms).await,
+        Endpoint::Ws => websocket(io, head).await,
         Endpoint::BadParam => {
             write_head(&mut io.out, head, 400, &[TEXT], Framing::Length(0));
             Ok(head.keep_alive)
@@ -329,6 +330,23 @@ async fn sse(io: &mut ConnIo, req: &RequestHead, count: u64, interval_ms: u64) -
             monoio::time::sleep(Duration::from_millis(interval_ms)).await;
         }
     }
+    Ok(false)
+}
+
+/// `/ws`: the WebSocket handshake, then the echo loop; the connection ends with it.
+async fn websocket(io: &mut ConnIo, req: &RequestHead) -> io::Result<bool> {
+    let Some(accept) = req.ws_accept else {
+        write_head(&mut io.out, req, 400, &[TEXT], Framing::Length(0));
+        return Ok(false);
+    };
+    let _ = write!(
+        io.out,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        String::from_utf8_lossy(&accept)
+    );
+    io.flush().await?;
+    super::ws::echo(io).await?;
     Ok(false)
 }
 

@@ -9,6 +9,7 @@
 //! - `/delay/MS` — waits, then answers like the default endpoint.
 //! - `/headers` — the request head exactly as received.
 //! - `/sse?count=N&interval_ms=I` — N close-delimited server-sent events (defaults 10, 100 ms).
+//! - `/ws` — WebSocket echo (101 handshake, frames echoed as they arrive; see `ws.rs`).
 //! - anything else — `fixed_size` bytes of `x`.
 //!
 //! Files: `server.rs` binds and runs worker threads, `conn.rs` owns a
@@ -19,6 +20,7 @@ mod conn;
 mod handlers;
 mod request;
 mod server;
+mod ws;
 
 use std::io;
 use std::net::SocketAddr;

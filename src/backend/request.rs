@@ -36,6 +36,8 @@ pub enum Endpoint {
         count: u64,
         interval_ms: u64,
     },
+    /// WebSocket echo (`/ws`).
+    Ws,
     /// A known endpoint with an unusable parameter (e.g. `/size/abc`).
     BadParam,
 }
@@ -51,6 +53,8 @@ pub struct RequestHead {
     pub endpoint: Endpoint,
     /// Bytes of the head including the final CRLFCRLF.
     pub head_len: usize,
+    /// `Sec-WebSocket-Accept` for the request's `Sec-WebSocket-Key`, if it had one.
+    pub ws_accept: Option<[u8; 28]>,
 }
 
 /// Why a head could not be accepted; both end the connection.
@@ -92,6 +96,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
         expect_continue: flags.expect_continue && http11,
         endpoint: route(req.path.unwrap_or("/")),
         head_len,
+        ws_accept: flags.ws_accept,
     }))
 }
 
@@ -101,6 +106,7 @@ struct HeaderFlags {
     keep_alive: bool,
     expect_continue: bool,
     body: BodyFraming,
+    ws_accept: Option<[u8; 28]>,
 }
 
 impl HeaderFlags {
@@ -110,6 +116,7 @@ impl HeaderFlags {
             keep_alive: false,
             expect_continue: false,
             body: BodyFraming::None,
+            ws_accept: None,
         };
         let mut length: Option<u64> = None;
         let mut chunked = false;
@@ -134,6 +141,8 @@ impl HeaderFlags {
                     return Err(HeadError::Bad);
                 }
                 chunked = true;
+            } else if h.name.eq_ignore_ascii_case("sec-websocket-key") {
+                flags.ws_accept = Some(super::ws::accept_key(value.trim().as_bytes()));
             } else if h.name.eq_ignore_ascii_case("expect") {
                 flags.expect_continue = value.trim().eq_ignore_ascii_case("100-continue");
             }
@@ -180,6 +189,7 @@ pub fn route(target: &str) -> Endpoint {
         "/echo" => Endpoint::Echo,
         "/headers" => Endpoint::Headers,
         "/sse" => sse_params(query),
+        "/ws" => Endpoint::Ws,
         _ => Endpoint::Default,
     }
 }
