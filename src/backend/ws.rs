@@ -28,6 +28,8 @@ pub fn accept_key(key: &[u8]) -> [u8; 28] {
 
 /// Echoes frames until a close, an error or EOF. The 101 head is already in `io.out`.
 pub async fn echo(io: &mut ConnIo) -> io::Result<()> {
+    // We sent a close of our own and wait for the client's.
+    let mut closing = false;
     loop {
         let Some((hlen, plen)) = frame_len(io.avail())? else {
             if io.fill().await? == 0 {
@@ -56,6 +58,8 @@ pub async fn echo(io: &mut ConnIo) -> io::Result<()> {
         match opcode {
             0x9 => put_frame(&mut out, 0x8a, payload, mask),
             0xa => {}
+            // The answer to our own close: the handshake is complete.
+            0x8 if closing => close = true,
             0x8 => {
                 put_frame(&mut out, 0x88, payload, mask);
                 close = true;
@@ -67,6 +71,7 @@ pub async fn echo(io: &mut ConnIo) -> io::Result<()> {
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(1000);
                 put_frame(&mut out, 0x88, &code.to_be_bytes(), [0; 4]);
+                closing = true;
             }
             _ => put_frame(&mut out, first, payload, mask),
         }
