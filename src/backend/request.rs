@@ -35,6 +35,8 @@ pub enum Endpoint {
     Sse {
         count: u64,
         interval_ms: u64,
+        /// `stamp=1`: each event carries the wall-clock time it was written (µs since the epoch).
+        stamp: bool,
     },
     /// WebSocket echo (`/ws`).
     Ws,
@@ -198,6 +200,7 @@ pub fn route(target: &str) -> Endpoint {
 fn sse_params(query: &str) -> Endpoint {
     let mut count = 10;
     let mut interval_ms = 100;
+    let mut stamp = false;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let Some(n) = parse_decimal(value) else {
@@ -206,10 +209,15 @@ fn sse_params(query: &str) -> Endpoint {
         match key {
             "count" => count = n,
             "interval_ms" => interval_ms = n,
+            "stamp" => stamp = n != 0,
             _ => {}
         }
     }
-    Endpoint::Sse { count, interval_ms }
+    Endpoint::Sse {
+        count,
+        interval_ms,
+        stamp,
+    }
 }
 
 #[cfg(test)]
@@ -226,7 +234,8 @@ mod tests {
             route("/sse?count=3&interval_ms=5"),
             Endpoint::Sse {
                 count: 3,
-                interval_ms: 5
+                interval_ms: 5,
+                stamp: false,
             }
         );
     }
