@@ -278,7 +278,7 @@ fn client_half_close_reaches_upstream_which_can_still_answer() {
 #[test]
 fn upstream_close_reaches_client_and_client_reset_reaches_upstream() {
     // Upstream closes: the client sees EOF promptly.
-    let (up, h) = raw_upgrade_upstream(|s| drop(s));
+    let (up, h) = raw_upgrade_upstream(drop);
     let gw = Gateway::start(&config_with(free_port(), up, "", "", ""));
     let mut c = raw_upgrade_client(&gw);
     let started = Instant::now();

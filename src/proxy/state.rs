@@ -39,6 +39,8 @@ pub struct WorkerState {
     pub id: usize,
     handle: Arc<SnapshotHandle>,
     current: RefCell<Rc<Generation>>,
+    /// Boxed: connections hold `Box<Buffers>` and hand the box back, so pooling moves a pointer.
+    #[allow(clippy::vec_box)]
     buffers: RefCell<Vec<Box<Buffers>>>,
     pub log: AccessLog,
     /// Set on SIGTERM: finish in-flight requests, take no new ones.

@@ -20,7 +20,11 @@ use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent, Splitable};
 
 use crate::net::{read_append_timeout, with_timeout, write_all, Read, Stream};
 
-const TUNNEL_BUF: usize = 16 * 1024;
+/// Each direction's buffer starts small (a parked read owns its buffer, and 10,000 mostly
+/// quiet WebSockets must not cost 10,000 large buffers) and doubles, up to `TUNNEL_BUF_MAX`,
+/// whenever a read fills it (bulk transfers).
+const TUNNEL_BUF_START: usize = 4 * 1024;
+const TUNNEL_BUF_MAX: usize = 64 * 1024;
 
 /// How a direction ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +89,7 @@ where
     W: AsyncWriteRent,
 {
     let mut buf = pending;
-    buf.reserve(TUNNEL_BUF);
+    buf.reserve(TUNNEL_BUF_START);
     if !buf.is_empty() {
         let (res, b) = write_all(w, buf).await;
         if res.is_err() {
@@ -104,6 +108,7 @@ where
         match res {
             Ok(Read::Data(_)) => {
                 act.touch();
+                let full = buf.len() == buf.capacity();
                 // A peer that stops reading stalls this write; that is idleness too.
                 let Some((res, b)) = with_timeout(act.idle, write_all(w, buf)).await else {
                     return End::Idle;
@@ -113,6 +118,10 @@ where
                     return End::Error;
                 }
                 act.touch();
+                if full && buf.capacity() < TUNNEL_BUF_MAX {
+                    buf.clear();
+                    buf.reserve(buf.capacity() * 2);
+                }
             }
             // The other direction may have been busy; re-check against the shared clock.
             Ok(Read::Timeout) => continue,
