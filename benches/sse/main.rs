@@ -146,7 +146,7 @@ fn run_thread(t: usize, o: Opts) -> Stats {
             let (o, stats) = (o.clone(), stats.clone());
             tasks.push(monoio::spawn(async move {
                 // Spread the streams' start over one interval (and the connects over time).
-                let delay = (id as u64 * 7919) % o.interval_ms.max(1);
+                let delay = o.interval_ms * id as u64 / o.streams as u64;
                 monoio::time::sleep(Duration::from_millis(delay)).await;
                 let ok = stream(&o, &stats).await;
                 let mut s = stats.borrow_mut();

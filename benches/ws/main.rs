@@ -234,7 +234,7 @@ async fn conn_task(id: u32, o: &Opts, t0: Instant, start_at: Instant, stats: &Re
     }
     let interval = Duration::from_nanos(1_000_000_000 / o.rate.max(1));
     // Spread the connections' send times over one interval.
-    let phase = Duration::from_nanos((id as u64).wrapping_mul(7919) % interval.as_nanos() as u64);
+    let phase = interval.mul_f64(id as f64 / o.conns as f64);
     let end = start_at + o.duration;
     let mut next = start_at + phase;
     let mut seq = 0u32;
