@@ -623,7 +623,9 @@ async fn respond<S: Stream>(
         }
         b.out.clear();
         relay.consume(b, 0, f)?;
-        client_write(client, b, timeout).await?;
+        // A stream's writes share its idle limit: a client that reads nothing for that long
+        // is as stuck as an upstream that sends nothing.
+        client_write(client, b, read_timeout).await?;
     }
     Ok(Keep {
         client: keep_client,
