@@ -115,7 +115,12 @@ async fn respond(io: &mut ConnIo, ctx: &Ctx, head: &RequestHead) -> io::Result<b
             monoio::time::sleep(Duration::from_millis(ms)).await;
             fixed(io, head, ctx.fixed_size as u64, Fill::X).await
         }
-        Endpoint::Sse { count, interval_ms } => sse(io, head, count, interval_ms).await,
+        Endpoint::Sse {
+            count,
+            interval_ms,
+            stamp,
+        } => sse(io, head, count, interval_ms, stamp).await,
+        Endpoint::Ws => websocket(io, head).await,
         Endpoint::BadParam => {
             write_head(&mut io.out, head, 400, &[TEXT], Framing::Length(0));
             Ok(head.keep_alive)
@@ -312,7 +317,13 @@ async fn echo(io: &mut ConnIo, req: &RequestHead, body: &mut BodyState) -> io::R
 }
 
 /// Server-sent events, close-delimited; stops early when a write fails.
-async fn sse(io: &mut ConnIo, req: &RequestHead, count: u64, interval_ms: u64) -> io::Result<bool> {
+async fn sse(
+    io: &mut ConnIo,
+    req: &RequestHead,
+    count: u64,
+    interval_ms: u64,
+    stamp: bool,
+) -> io::Result<bool> {
     let headers = [
         ("Content-Type", "text/event-stream"),
         ("Cache-Control", "no-cache"),
@@ -323,12 +334,36 @@ async fn sse(io: &mut ConnIo, req: &RequestHead, count: u64, interval_ms: u64) -
         return Ok(false);
     }
     for k in 1..=count {
-        let _ = write!(io.out, "id: {k}\ndata: event {k}\n\n");
+        if stamp {
+            let us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros());
+            let _ = write!(io.out, "id: {k}\ndata: event {k} t={us}\n\n");
+        } else {
+            let _ = write!(io.out, "id: {k}\ndata: event {k}\n\n");
+        }
         io.flush().await?;
         if k < count {
             monoio::time::sleep(Duration::from_millis(interval_ms)).await;
         }
     }
+    Ok(false)
+}
+
+/// `/ws`: the WebSocket handshake, then the echo loop; the connection ends with it.
+async fn websocket(io: &mut ConnIo, req: &RequestHead) -> io::Result<bool> {
+    let Some(accept) = req.ws_accept else {
+        write_head(&mut io.out, req, 400, &[TEXT], Framing::Length(0));
+        return Ok(false);
+    };
+    let _ = write!(
+        io.out,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        String::from_utf8_lossy(&accept)
+    );
+    io.flush().await?;
+    super::ws::echo(io).await?;
     Ok(false)
 }
 

@@ -8,7 +8,9 @@
 //! - `/status/N` — status N, body `{"status":N}` (none for 1xx, 204, 304).
 //! - `/delay/MS` — waits, then answers like the default endpoint.
 //! - `/headers` — the request head exactly as received.
-//! - `/sse?count=N&interval_ms=I` — N close-delimited server-sent events (defaults 10, 100 ms).
+//! - `/sse?count=N&interval_ms=I[&stamp=1]` — N close-delimited server-sent events (defaults
+//!   10, 100 ms); `stamp=1` adds the send time (µs since the epoch) to each event's data.
+//! - `/ws` — WebSocket echo (101 handshake, frames echoed as they arrive; see `ws.rs`).
 //! - anything else — `fixed_size` bytes of `x`.
 //!
 //! Files: `server.rs` binds and runs worker threads, `conn.rs` owns a
@@ -19,6 +21,7 @@ mod conn;
 mod handlers;
 mod request;
 mod server;
+mod ws;
 
 use std::io;
 use std::net::SocketAddr;

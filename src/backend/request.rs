@@ -35,7 +35,11 @@ pub enum Endpoint {
     Sse {
         count: u64,
         interval_ms: u64,
+        /// `stamp=1`: each event carries the wall-clock time it was written (µs since the epoch).
+        stamp: bool,
     },
+    /// WebSocket echo (`/ws`).
+    Ws,
     /// A known endpoint with an unusable parameter (e.g. `/size/abc`).
     BadParam,
 }
@@ -51,6 +55,8 @@ pub struct RequestHead {
     pub endpoint: Endpoint,
     /// Bytes of the head including the final CRLFCRLF.
     pub head_len: usize,
+    /// `Sec-WebSocket-Accept` for the request's `Sec-WebSocket-Key`, if it had one.
+    pub ws_accept: Option<[u8; 28]>,
 }
 
 /// Why a head could not be accepted; both end the connection.
@@ -92,6 +98,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
         expect_continue: flags.expect_continue && http11,
         endpoint: route(req.path.unwrap_or("/")),
         head_len,
+        ws_accept: flags.ws_accept,
     }))
 }
 
@@ -101,6 +108,7 @@ struct HeaderFlags {
     keep_alive: bool,
     expect_continue: bool,
     body: BodyFraming,
+    ws_accept: Option<[u8; 28]>,
 }
 
 impl HeaderFlags {
@@ -110,6 +118,7 @@ impl HeaderFlags {
             keep_alive: false,
             expect_continue: false,
             body: BodyFraming::None,
+            ws_accept: None,
         };
         let mut length: Option<u64> = None;
         let mut chunked = false;
@@ -134,6 +143,8 @@ impl HeaderFlags {
                     return Err(HeadError::Bad);
                 }
                 chunked = true;
+            } else if h.name.eq_ignore_ascii_case("sec-websocket-key") {
+                flags.ws_accept = Some(super::ws::accept_key(value.trim().as_bytes()));
             } else if h.name.eq_ignore_ascii_case("expect") {
                 flags.expect_continue = value.trim().eq_ignore_ascii_case("100-continue");
             }
@@ -180,6 +191,7 @@ pub fn route(target: &str) -> Endpoint {
         "/echo" => Endpoint::Echo,
         "/headers" => Endpoint::Headers,
         "/sse" => sse_params(query),
+        "/ws" => Endpoint::Ws,
         _ => Endpoint::Default,
     }
 }
@@ -188,6 +200,7 @@ pub fn route(target: &str) -> Endpoint {
 fn sse_params(query: &str) -> Endpoint {
     let mut count = 10;
     let mut interval_ms = 100;
+    let mut stamp = false;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let Some(n) = parse_decimal(value) else {
@@ -196,10 +209,15 @@ fn sse_params(query: &str) -> Endpoint {
         match key {
             "count" => count = n,
             "interval_ms" => interval_ms = n,
+            "stamp" => stamp = n != 0,
             _ => {}
         }
     }
-    Endpoint::Sse { count, interval_ms }
+    Endpoint::Sse {
+        count,
+        interval_ms,
+        stamp,
+    }
 }
 
 #[cfg(test)]
@@ -216,7 +234,8 @@ mod tests {
             route("/sse?count=3&interval_ms=5"),
             Endpoint::Sse {
                 count: 3,
-                interval_ms: 5
+                interval_ms: 5,
+                stamp: false,
             }
         );
     }

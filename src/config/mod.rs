@@ -132,6 +132,24 @@ response_timeout = "250ms"
     }
 
     #[test]
+    fn stream_timeouts_default_and_validate() {
+        let s = load_str(GOOD, "good.toml").unwrap();
+        let five_min = std::time::Duration::from_secs(300);
+        assert_eq!(s.routes[0].tunnel_idle_timeout, five_min);
+        assert_eq!(s.routes[0].stream_idle_timeout, five_min);
+        let text = GOOD.replace(
+            "strip_prefix = true",
+            "tunnel_idle_timeout = \"2s\"\nstream_idle_timeout = \"90s\"",
+        );
+        let s = load_str(&text, "t.toml").unwrap();
+        assert_eq!(s.routes[0].tunnel_idle_timeout.as_secs(), 2);
+        assert_eq!(s.routes[0].stream_idle_timeout.as_secs(), 90);
+        let text = GOOD.replace("strip_prefix = true", "stream_idle_timeout = \"0s\"");
+        let e = load_str(&text, "t.toml").unwrap_err();
+        assert_eq!(e.key, "routes[0].stream_idle_timeout", "{e}");
+    }
+
+    #[test]
     fn bad_address_is_named() {
         let text = GOOD.replace("127.0.0.1:9000", "localhost");
         let e = load_str(&text, "bad.toml").unwrap_err();

@@ -176,6 +176,13 @@ pub struct Route {
     /// Body relay: `auto` (splice when nothing reads the body), `splice` or `copy`.
     #[serde(default)]
     pub relay: RelayMode,
+    /// An upgraded connection (WebSocket) with no bytes either way for this long is closed.
+    #[serde(default = "defaults::tunnel_idle_timeout")]
+    pub tunnel_idle_timeout: Duration,
+    /// A streamed response (event stream, chunked or close-delimited body) whose upstream
+    /// sends nothing for this long is cut; replaces `response_timeout` once the head is in.
+    #[serde(default = "defaults::stream_idle_timeout")]
+    pub stream_idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -244,6 +251,12 @@ mod defaults {
     }
     pub fn max_idle() -> usize {
         64
+    }
+    pub fn tunnel_idle_timeout() -> Duration {
+        Duration::from_secs(300)
+    }
+    pub fn stream_idle_timeout() -> Duration {
+        Duration::from_secs(300)
     }
     pub fn path_prefix() -> String {
         "/".into()

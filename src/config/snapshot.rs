@@ -70,6 +70,10 @@ pub struct RouteSpec {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub relay: RelayMode,
+    /// Idle limit of an upgraded (101) connection, both directions together.
+    pub tunnel_idle_timeout: Duration,
+    /// Per-read limit on a streamed response body, after the head.
+    pub stream_idle_timeout: Duration,
 }
 
 impl Snapshot {
@@ -194,6 +198,17 @@ impl Snapshot {
                     Some(m.iter().map(|s| s.to_ascii_uppercase()).collect())
                 }
             };
+            for (key, d) in [
+                ("tunnel_idle_timeout", r.tunnel_idle_timeout.0),
+                ("stream_idle_timeout", r.stream_idle_timeout.0),
+            ] {
+                if d.is_zero() {
+                    return Err(err(
+                        format!("routes[{i}].{key}"),
+                        "expected a positive duration such as \"300s\"".into(),
+                    ));
+                }
+            }
             let u = &upstreams[upstream];
             routes.push(RouteSpec {
                 name: r.name.clone().unwrap_or_else(|| format!("route{i}")),
@@ -205,6 +220,8 @@ impl Snapshot {
                 connect_timeout: r.connect_timeout.map_or(u.connect_timeout, |d| d.0),
                 response_timeout: r.response_timeout.map_or(u.response_timeout, |d| d.0),
                 relay: r.relay,
+                tunnel_idle_timeout: r.tunnel_idle_timeout.0,
+                stream_idle_timeout: r.stream_idle_timeout.0,
             });
         }
 

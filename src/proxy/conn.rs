@@ -74,7 +74,9 @@ pub async fn serve<S: Stream>(mut client: S, info: ConnInfo, w: Rc<WorkerState>)
             Next::KeepAlive => b.compact(),
             Next::Close => break,
             Next::Upgrade(up, idle) => {
-                let pending_up = take(&mut b.ubuf);
+                // Copied out so the 64 KiB buffer goes back to the pool with the rest.
+                let pending_up = b.ubuf.to_vec();
+                b.ubuf.clear();
                 let pending_client = b.client_pending().to_vec();
                 let b = bufs.take().expect("buffers");
                 w.put_buffers(b);

@@ -24,7 +24,9 @@ use crate::relay::pipes::PipePool;
 use crate::upstream::{ConnectError, UpConn};
 
 use super::errors::error_response;
-use super::response::{build_client_head, read_final_head, respond, ClientFraming, HeadFail, Keep};
+use super::response::{
+    build_client_head, read_final_head, respond, ClientFraming, HeadFail, Keep, Timeouts,
+};
 use super::router::{upstream_target, Miss};
 use super::state::{Buffers, ConnInfo, Generation, WorkerState};
 use super::upload::{upload, RequestBody, SendError, UploadBuf, UploadPlan};
@@ -134,6 +136,10 @@ async fn forward<S: Stream>(
     let timeout = route.response_timeout;
     let max_head = limits.max_response_head_bytes;
     let pipes = splice_allowed(route).then_some(&w.pipes);
+    let timeouts = Timeouts {
+        response: route.response_timeout,
+        stream_idle: route.stream_idle_timeout,
+    };
     let mut attempt = 0;
     let mut conn = loop {
         attempt += 1;
@@ -177,9 +183,9 @@ async fn forward<S: Stream>(
     }
     f.status = b.resp.status;
     if b.resp.status == 101 {
-        return upgrade(client, b, conn, f, route.response_timeout).await;
+        return upgrade(client, b, conn, f, route.tunnel_idle_timeout).await;
     }
-    match respond(client, &mut conn.stream, b, w, f, timeout, pipes).await {
+    match respond(client, &mut conn.stream, b, w, f, timeouts, pipes).await {
         Ok(keep) => finish(keep, true, conn, route.upstream, g),
         Err(()) => Next::Close,
     }
@@ -247,7 +253,11 @@ async fn duplex<S: Stream>(
             }
             f.status = b.resp.status;
             responded.set(true);
-            respond(&mut cw, &mut ur, b, w, f, timeout, pipes)
+            let t = Timeouts {
+                response: timeout,
+                stream_idle: route.stream_idle_timeout,
+            };
+            respond(&mut cw, &mut ur, b, w, f, t, pipes)
                 .await
                 .map_err(|()| HeadFail::Client)
         });

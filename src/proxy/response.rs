@@ -10,6 +10,7 @@ use crate::http::{parse_response, BodyKind, ChunkedDecoder, ChunkedOutput};
 use crate::net::{grow_if_full, read_append, with_timeout, write_all, AsStream};
 use crate::relay::pipes::PipePool;
 use crate::relay::splice::{self, Deadlines, Fail};
+use crate::relay::stream::{self, StreamRead};
 
 use super::exchange::{copy_fields, push_num, put_length, Facts};
 use super::state::{Buffers, WorkerState, BUF_START};
@@ -156,6 +157,14 @@ pub(super) fn build_client_head(b: &mut Buffers, framing: ClientFraming, keep: b
     out.extend_from_slice(b"\r\n");
 }
 
+/// Per-read limits of a response body: `response` for bodies with a length, `stream_idle`
+/// for streams (event streams, chunked or close-delimited bodies) once the head is in.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timeouts {
+    pub response: Duration,
+    pub stream_idle: Duration,
+}
+
 /// Which connections may survive the exchange, as far as the response is concerned (the
 /// caller also requires the request body to have been relayed completely).
 pub(super) struct Keep {
@@ -171,7 +180,7 @@ pub(super) async fn respond<C, U>(
     b: &mut Buffers,
     w: &WorkerState,
     f: &mut Facts,
-    timeout: Duration,
+    t: Timeouts,
     pipes: Option<&PipePool>,
 ) -> Result<Keep, ()>
 where
@@ -194,6 +203,18 @@ where
     let start = b.resp.head_len;
     relay.consume(b, start, f)?;
     client_write(client, b).await?;
+    // Streams are relayed read by read (no batching) under the stream idle timeout, watching
+    // for the client to leave (see `relay::stream`).
+    let streaming = matches!(b.resp.body, BodyKind::Chunked | BodyKind::Close)
+        || b.resp.headers.iter().any(|h| {
+            h.name.get(&b.ubuf).eq_ignore_ascii_case(b"content-type")
+                && stream::is_event_stream(h.value.get(&b.ubuf))
+        });
+    let (timeout, mut watch) = if streaming {
+        (t.stream_idle, stream::Watch::new(client.as_stream()))
+    } else {
+        (t.response, stream::Watch::off())
+    };
     while !relay.done {
         if let Some(pipes) = pipes {
             if splice_body(client, up, &mut relay, pipes, f, timeout).await? {
@@ -201,17 +222,26 @@ where
             }
         }
         b.ubuf.clear();
-        let Some((r, buf)) = with_timeout(timeout, read_append(up, take(&mut b.ubuf))).await else {
-            b.ubuf = Vec::with_capacity(BUF_START);
-            return Err(());
-        };
+        let (r, buf) = stream::read_watching(
+            client.as_stream(),
+            up,
+            take(&mut b.ubuf),
+            timeout,
+            &mut watch,
+        )
+        .await;
         b.ubuf = buf;
+        if b.ubuf.capacity() == 0 {
+            // The read was abandoned with its buffer; the connection closes anyway.
+            b.ubuf = Vec::with_capacity(BUF_START);
+        }
         match r {
-            Ok(n) if n > 0 => grow_if_full(&mut b.ubuf),
+            StreamRead::Data(_) => grow_if_full(&mut b.ubuf),
+            StreamRead::Idle | StreamRead::ClientGone => return Err(()),
             // Close-delimited bodies end here; any other body was cut off: close the client
             // too, so it sees the truncation instead of a padded or hanging response.
-            _ if b.resp.body == BodyKind::Close => break,
-            _ => return Err(()),
+            StreamRead::Eof | StreamRead::Error(_) if b.resp.body == BodyKind::Close => break,
+            StreamRead::Eof | StreamRead::Error(_) => return Err(()),
         }
         b.out.clear();
         relay.consume(b, 0, f)?;

@@ -1,82 +1,135 @@
 //! Bidirectional tunnel for upgraded connections (101 Switching Protocols, e.g. WebSocket).
-//! Each direction copies as bytes arrive; EOF on one side is passed on as a half-close; the
-//! tunnel closes after both directions ended, on any error, or after `idle` with no traffic
-//! either way.
+//!
+//! Two directions run side by side, each a [`copy`] loop: bytes are written on as they
+//! arrive (no batching), and EOF on one side is passed on as a half-close (`shutdown(SHUT_WR)`)
+//! of the other, so a close travels both ways while the opposite direction may still drain.
+//! The tunnel ends when both directions reached EOF, on any error (a reset or failed write
+//! ends both directions at once), or after `idle` with no bytes either way (the route's
+//! `tunnel_idle_timeout`, not its response timeout). Ending drops both sockets, closing both
+//! file descriptors.
+//!
+//! A direction is a self-contained mover with the signature of [`copy`]; for plain TCP on
+//! both sides (`Stream::splice_fd` is `Some`) a splice mover from `relay::splice` can replace
+//! it per direction without touching the end-of-tunnel rules here.
 
 use std::cell::Cell;
 use std::pin::pin;
 use std::time::{Duration, Instant};
 
-use monoio::io::{AsyncWriteRent, Splitable};
+use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent, Splitable};
 
-use crate::net::{read_append_timeout, write_all, Read, Stream};
+use crate::net::{read_append_timeout, with_timeout, write_all, Read, Stream};
 
-const TUNNEL_BUF: usize = 16 * 1024;
+/// Each direction's buffer starts small (a parked read owns its buffer, and 10,000 mostly
+/// quiet WebSockets must not cost 10,000 large buffers) and doubles, up to `TUNNEL_BUF_MAX`,
+/// whenever a read fills it (bulk transfers).
+const TUNNEL_BUF_START: usize = 4 * 1024;
+const TUNNEL_BUF_MAX: usize = 64 * 1024;
 
+/// How a direction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The reader reached EOF and the writer was half-closed.
+    Eof,
+    /// A read or write failed.
+    Error,
+    /// No bytes either way for the idle timeout.
+    Idle,
+}
+
+/// Shared idle clock of both directions.
+pub struct Activity {
+    last: Cell<Instant>,
+    idle: Duration,
+}
+
+impl Activity {
+    pub fn new(idle: Duration) -> Activity {
+        Activity {
+            last: Cell::new(Instant::now()),
+            idle,
+        }
+    }
+
+    pub fn touch(&self) {
+        self.last.set(Instant::now());
+    }
+
+    /// Time left before the tunnel counts as idle.
+    pub fn left(&self) -> Duration {
+        self.idle.saturating_sub(self.last.get().elapsed())
+    }
+}
+
+/// Relays until both directions ended (or one failed / idled). `to_upstream` and `to_client`
+/// are bytes already read from each side (after the request / response heads).
 pub async fn run<C: Stream, U: Stream>(
     client: C,
     upstream: U,
     to_upstream: Vec<u8>,
     to_client: Vec<u8>,
     idle: Duration,
-) {
-    let last = Cell::new(Instant::now());
+) -> (End, End) {
+    let act = Activity::new(idle);
     let (mut cr, mut cw) = client.into_split();
     let (mut ur, mut uw) = upstream.into_split();
-    let mut a = pin!(copy(&mut cr, &mut uw, to_upstream, &last, idle));
-    let mut b = pin!(copy(&mut ur, &mut cw, to_client, &last, idle));
+    let mut a = pin!(copy(&mut cr, &mut uw, to_upstream, &act));
+    let mut b = pin!(copy(&mut ur, &mut cw, to_client, &act));
     // A clean end of one direction waits for the other; an error or idle timeout ends both.
     monoio::select! {
-        ok = &mut a => if ok { b.await; },
-        ok = &mut b => if ok { a.await; },
+        ea = &mut a => if ea == End::Eof { (ea, b.await) } else { (ea, End::Error) },
+        eb = &mut b => if eb == End::Eof { (a.await, eb) } else { (End::Error, eb) },
     }
 }
 
-/// Copies until EOF (true, after half-closing the writer) or error/idle timeout (false).
-async fn copy<R, W>(
-    r: &mut R,
-    w: &mut W,
-    pending: Vec<u8>,
-    last: &Cell<Instant>,
-    idle: Duration,
-) -> bool
+/// Copies `r` to `w` until EOF (then half-closes `w`), an error, or the shared idle timeout.
+pub async fn copy<R, W>(r: &mut R, w: &mut W, pending: Vec<u8>, act: &Activity) -> End
 where
-    R: monoio::io::CancelableAsyncReadRent,
+    R: CancelableAsyncReadRent,
     W: AsyncWriteRent,
 {
     let mut buf = pending;
-    buf.reserve(TUNNEL_BUF);
+    buf.reserve(TUNNEL_BUF_START);
     if !buf.is_empty() {
         let (res, b) = write_all(w, buf).await;
         if res.is_err() {
-            return false;
+            return End::Error;
         }
         buf = b;
     }
     loop {
         buf.clear();
-        let left = idle.saturating_sub(last.get().elapsed());
+        let left = act.left();
         if left.is_zero() {
-            return false;
+            return End::Idle;
         }
         let (res, b) = read_append_timeout(r, buf, left).await;
         buf = b;
         match res {
             Ok(Read::Data(_)) => {
-                last.set(Instant::now());
-                let (res, b) = write_all(w, buf).await;
+                act.touch();
+                let full = buf.len() == buf.capacity();
+                // A peer that stops reading stalls this write; that is idleness too.
+                let Some((res, b)) = with_timeout(act.idle, write_all(w, buf)).await else {
+                    return End::Idle;
+                };
                 buf = b;
                 if res.is_err() {
-                    return false;
+                    return End::Error;
+                }
+                act.touch();
+                if full && buf.capacity() < TUNNEL_BUF_MAX {
+                    buf.clear();
+                    buf.reserve(buf.capacity() * 2);
                 }
             }
             // The other direction may have been busy; re-check against the shared clock.
             Ok(Read::Timeout) => continue,
             Ok(Read::Eof) => {
                 let _ = w.shutdown().await;
-                return true;
+                return End::Eof;
             }
-            Err(_) => return false,
+            Err(_) => return End::Error,
         }
     }
 }

@@ -1,0 +1,311 @@
+//! WebSocket through the gateway: a real client (tungstenite) against the built-in backend's
+//! `/ws` echo (and raw upstreams where the test needs to see TCP-level behaviour).
+//! Every payload must come back byte-identical; closes must travel both ways.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{config_with, free_port, Conn, Gateway};
+use ringway::backend::{Backend, BackendOptions};
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::Frame;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Message, WebSocket};
+
+fn setup(route_extra: &str) -> (Backend, Gateway) {
+    let backend = Backend::start(BackendOptions::default()).expect("backend");
+    let gw = Gateway::start(&config_with(free_port(), backend.addr, "", "", route_extra));
+    (backend, gw)
+}
+
+fn connect(addr: SocketAddr, path: &str) -> WebSocket<TcpStream> {
+    let tcp = TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let url = format!("ws://{addr}{path}");
+    let (ws, resp) = tungstenite::client::client(url, tcp).expect("websocket handshake");
+    assert_eq!(resp.status().as_u16(), 101);
+    ws
+}
+
+/// Next data or control message (tungstenite answers pings itself).
+fn next(ws: &mut WebSocket<TcpStream>) -> Message {
+    ws.read().expect("read message")
+}
+
+/// Deterministic but not repetitive bytes.
+fn noise(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn text_binary_ping_and_large_frames_echo_identically() {
+    let (_b, gw) = setup("");
+    let mut ws = connect(gw.addr, "/ws");
+    ws.send(Message::Text("hello, tunnel ✓".into())).unwrap();
+    assert_eq!(next(&mut ws), Message::Text("hello, tunnel ✓".into()));
+    for (i, n) in [0usize, 1, 125, 126, 65_535, 65_536, 1 << 20]
+        .into_iter()
+        .enumerate()
+    {
+        let data = noise(n, i as u32 + 7);
+        ws.send(Message::Binary(data.clone())).unwrap();
+        match next(&mut ws) {
+            Message::Binary(got) => assert!(got == data, "binary frame of {n} B altered"),
+            other => panic!("expected binary, got {other:?}"),
+        }
+    }
+    ws.send(Message::Ping(b"are you there".to_vec())).unwrap();
+    assert_eq!(next(&mut ws), Message::Pong(b"are you there".to_vec()));
+    // Many small messages back to back arrive complete and in order.
+    for i in 0..200 {
+        ws.write(Message::Text(format!("msg {i}"))).unwrap();
+    }
+    ws.flush().unwrap();
+    for i in 0..200 {
+        assert_eq!(next(&mut ws), Message::Text(format!("msg {i}")));
+    }
+}
+
+#[test]
+fn fragmented_messages_are_reassembled_identically() {
+    let (_b, gw) = setup("");
+    let mut ws = connect(gw.addr, "/ws");
+    let parts: [&[u8]; 3] = [b"frag", b"mented ", b"message"];
+    let text = OpCode::Data(Data::Text);
+    let cont = OpCode::Data(Data::Continue);
+    ws.write(Message::Frame(Frame::message(
+        parts[0].to_vec(),
+        text,
+        false,
+    )))
+    .unwrap();
+    ws.write(Message::Frame(Frame::message(
+        parts[1].to_vec(),
+        cont,
+        false,
+    )))
+    .unwrap();
+    // A control frame may sit between fragments.
+    ws.write(Message::Ping(b"mid".to_vec())).unwrap();
+    ws.write(Message::Frame(Frame::message(
+        parts[2].to_vec(),
+        cont,
+        true,
+    )))
+    .unwrap();
+    ws.flush().unwrap();
+    assert_eq!(next(&mut ws), Message::Pong(b"mid".to_vec()));
+    assert_eq!(next(&mut ws), Message::Text("fragmented message".into()));
+    // Binary, fragmented in 3 pieces of 100 KiB.
+    let data = noise(300 * 1024, 3);
+    let bin = OpCode::Data(Data::Binary);
+    for (k, piece) in data.chunks(100 * 1024).enumerate() {
+        let op = if k == 0 { bin } else { cont };
+        ws.write(Message::Frame(Frame::message(piece.to_vec(), op, k == 2)))
+            .unwrap();
+    }
+    ws.flush().unwrap();
+    assert!(next(&mut ws) == Message::Binary(data));
+}
+
+/// Reads until the peer closes the TCP connection; true if that happened within `wait`.
+fn tcp_closed_within(s: &mut TcpStream, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        s.set_read_timeout(Some(deadline - Instant::now() + Duration::from_millis(1)))
+            .unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn close_codes_travel_both_ways() {
+    let (_b, gw) = setup("");
+    // Client-initiated close: the server echoes the code and reason.
+    let mut ws = connect(gw.addr, "/ws");
+    ws.close(Some(CloseFrame {
+        code: CloseCode::from(4001),
+        reason: "client bye".into(),
+    }))
+    .unwrap();
+    match next(&mut ws) {
+        Message::Close(Some(f)) => {
+            assert_eq!(u16::from(f.code), 4001);
+            assert_eq!(f.reason, "client bye");
+        }
+        other => panic!("expected close, got {other:?}"),
+    }
+    // The backend closes after the handshake; the gateway passes the close on.
+    assert!(tcp_closed_within(ws.get_mut(), Duration::from_secs(2)));
+
+    // Server-initiated close with a code of its own.
+    let mut ws = connect(gw.addr, "/ws");
+    ws.send(Message::Text("close:4002".into())).unwrap();
+    match next(&mut ws) {
+        Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 4002),
+        other => panic!("expected close, got {other:?}"),
+    }
+    // tungstenite queued its close reply; flushing completes the handshake.
+    let _ = ws.flush();
+    assert!(tcp_closed_within(ws.get_mut(), Duration::from_secs(2)));
+}
+
+#[test]
+fn non_101_answer_is_a_normal_response() {
+    let (_b, gw) = setup("");
+    let mut c = Conn::connect(gw.addr);
+    let upgrade = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n";
+    let r = c.request(
+        format!("GET /status/403 HTTP/1.1\r\nHost: t\r\n{upgrade}Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body_str(), "{\"status\":403}");
+    // No key: the backend refuses the handshake with 400.
+    let r = c.request(format!("GET /ws HTTP/1.1\r\nHost: t\r\n{upgrade}\r\n").as_bytes());
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn idle_tunnel_is_closed_but_response_timeout_does_not_apply() {
+    let (_b, gw) = setup("response_timeout = \"300ms\"\ntunnel_idle_timeout = \"1200ms\"");
+    let mut ws = connect(gw.addr, "/ws");
+    // Gaps longer than the response timeout, shorter than the tunnel idle timeout.
+    for i in 0..3 {
+        thread::sleep(Duration::from_millis(600));
+        ws.send(Message::Text(format!("tick {i}"))).unwrap();
+        assert_eq!(next(&mut ws), Message::Text(format!("tick {i}")));
+    }
+    let quiet = Instant::now();
+    assert!(tcp_closed_within(ws.get_mut(), Duration::from_secs(4)));
+    let took = quiet.elapsed();
+    assert!(
+        took >= Duration::from_millis(1000) && took < Duration::from_millis(2500),
+        "idle tunnel closed after {took:?}, expected ~1.2 s"
+    );
+}
+
+/// An upstream that accepts one connection, answers the upgrade with 101 and hands the socket
+/// to `then`.
+fn raw_upgrade_upstream(
+    then: impl FnOnce(TcpStream) + Send + 'static,
+) -> (SocketAddr, thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let h = thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut byte).unwrap(), 1, "request head cut");
+            head.push(byte[0]);
+        }
+        s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: raw\r\nConnection: Upgrade\r\n\r\nhello",
+        )
+        .unwrap();
+        then(s);
+    });
+    (addr, h)
+}
+
+fn raw_upgrade_client(gw: &Gateway) -> Conn {
+    let mut c = gw.conn();
+    let r = c.request(b"GET /t HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: raw\r\n\r\n");
+    assert_eq!(r.status, 101);
+    c
+}
+
+fn read_exact_buffered(c: &mut Conn, n: usize) -> Vec<u8> {
+    let mut got = c.buffered().to_vec();
+    while got.len() < n {
+        let mut buf = [0u8; 1024];
+        let k = c.stream.read(&mut buf).expect("read");
+        assert!(k > 0, "closed early; got {got:?}");
+        got.extend_from_slice(&buf[..k]);
+    }
+    got
+}
+
+#[test]
+fn client_half_close_reaches_upstream_which_can_still_answer() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (up, h) = raw_upgrade_upstream(move |mut s| {
+        let mut got = Vec::new();
+        let started = Instant::now();
+        s.read_to_end(&mut got).unwrap(); // until the client's FIN arrives
+        tx.send((got, started.elapsed())).unwrap();
+        s.write_all(b" after your FIN").unwrap();
+        // Dropping closes: the client must see EOF.
+    });
+    let gw = Gateway::start(&config_with(free_port(), up, "", "", ""));
+    let mut c = raw_upgrade_client(&gw);
+    assert_eq!(read_exact_buffered(&mut c, 5), b"hello");
+    c.stream.write_all(b"ping bytes").unwrap();
+    c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let (got, _) = rx
+        .recv_timeout(Duration::from_secs(3))
+        .expect("upstream saw EOF");
+    assert_eq!(got, b"ping bytes");
+    let mut rest = Vec::new();
+    c.stream.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b" after your FIN");
+    h.join().unwrap();
+}
+
+#[test]
+fn upstream_close_reaches_client_and_client_reset_reaches_upstream() {
+    // Upstream closes: the client sees EOF promptly.
+    let (up, h) = raw_upgrade_upstream(drop);
+    let gw = Gateway::start(&config_with(free_port(), up, "", "", ""));
+    let mut c = raw_upgrade_client(&gw);
+    let started = Instant::now();
+    assert!(
+        c.is_closed(Duration::from_secs(2)),
+        "client did not see the close"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(c.buffered(), b"hello");
+    h.join().unwrap();
+    drop(gw);
+
+    // Client goes away abruptly: the upstream sees its connection end promptly.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (up, h) = raw_upgrade_upstream(move |mut s| {
+        let mut buf = [0u8; 64];
+        let r = s.read(&mut buf);
+        tx.send(matches!(r, Ok(0) | Err(_))).unwrap();
+    });
+    let gw = Gateway::start(&config_with(free_port(), up, "", "", ""));
+    let c = raw_upgrade_client(&gw);
+    let sock = socket2::SockRef::from(&c.stream);
+    sock.set_linger(Some(Duration::ZERO)).unwrap(); // close sends RST
+    drop(c);
+    let ended = rx
+        .recv_timeout(Duration::from_secs(2))
+        .expect("upstream saw the end");
+    assert!(ended);
+    h.join().unwrap();
+}
