@@ -1,11 +1,12 @@
-//! Deadlines for client waits without a timer per wait.
+//! SocketDeadlines for socket waits without a timer per wait.
 //!
 //! A monoio timer is a cache-padded entry of several hundred bytes inside the waiting future,
-//! plus wheel work on every request. Client waits (keep-alive idle, slow heads) only need
-//! coarse deadlines, so a connection registers its socket here while it waits and the worker's
-//! housekeeping tick shuts down the read side of sockets whose deadline passed: the pending
-//! read then completes with EOF, and the connection sees that its deadline expired. This keeps
-//! an idle connection's future small and the request path free of timers.
+//! plus wheel work on every request. Waits that end a connection when they expire (client
+//! keep-alive idle, slow heads, an upstream's response head) only need deadlines as precise as
+//! the worker's housekeeping tick, so a wait registers its socket here and the tick shuts down
+//! the read side of sockets whose deadline passed: the pending read then completes with EOF,
+//! and the waiter sees that its deadline expired. This keeps idle connections' futures small
+//! and the request path free of timers.
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
@@ -19,25 +20,35 @@ struct Entry {
     expired: bool,
 }
 
-pub struct ClientDeadlines {
+pub struct SocketDeadlines {
     entries: RefCell<Slab<Entry>>,
     /// Updated every tick; deadlines are as precise as the tick.
     now: Cell<Instant>,
 }
 
-impl Default for ClientDeadlines {
+impl Default for SocketDeadlines {
     fn default() -> Self {
-        ClientDeadlines {
+        SocketDeadlines {
             entries: RefCell::new(Slab::new()),
             now: Cell::new(Instant::now()),
         }
     }
 }
 
-impl ClientDeadlines {
-    /// Watches `fd` until the guard drops. The fd must stay open while the guard lives.
+impl SocketDeadlines {
+    /// Watches `fd` until the guard drops; the deadline counts from the last tick, so it may
+    /// fire up to one tick early (fine for idle limits of seconds). The fd must stay open while
+    /// the guard lives.
     pub fn register(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
-        let deadline = self.now.get() + timeout;
+        self.insert(fd, self.now.get() + timeout)
+    }
+
+    /// Like [`register`](Self::register), counting from now: never early, at most one tick late.
+    pub fn register_exact(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
+        self.insert(fd, Instant::now() + timeout)
+    }
+
+    fn insert(&self, fd: RawFd, deadline: Instant) -> Deadline<'_> {
         let key = self.entries.borrow_mut().insert(Entry {
             fd,
             deadline,
@@ -66,7 +77,7 @@ impl ClientDeadlines {
 
 /// A registered wait; dropping it deregisters.
 pub struct Deadline<'a> {
-    owner: &'a ClientDeadlines,
+    owner: &'a SocketDeadlines,
     key: usize,
 }
 

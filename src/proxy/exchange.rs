@@ -171,7 +171,7 @@ async fn forward<S: Stream>(
         if !body.complete() {
             break conn;
         }
-        match read_final_head(client, &mut conn.stream, b, timeout, max_head).await {
+        match read_final_head(client, &mut conn.stream, b, timeout, max_head, &w.waits).await {
             Ok(()) => break conn,
             Err(HeadFail::Empty) if retry => continue,
             Err(HeadFail::Client) => return Next::Close,
@@ -247,7 +247,7 @@ async fn duplex<S: Stream>(
         };
         let mut up = pin!(upload(&mut cr, &mut uw, ubuf, body, plan));
         let mut down = pin!(async {
-            read_final_head(&mut cw, &mut ur, b, timeout, max_head).await?;
+            read_final_head(&mut cw, &mut ur, b, timeout, max_head, &w.waits).await?;
             if b.resp.status == 101 {
                 return Err(HeadFail::Bad("101 to a request with a body"));
             }

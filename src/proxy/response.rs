@@ -7,11 +7,12 @@ use std::time::Duration;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::http::{parse_response, BodyKind, ChunkedDecoder, ChunkedOutput};
-use crate::net::{grow_if_full, read_append, with_timeout, write_all, AsStream};
+use crate::net::{grow_if_full, read_append, write_all, AsStream, Stream};
 use crate::relay::pipes::PipePool;
 use crate::relay::splice::{self, Deadlines, Fail};
 use crate::relay::stream::{self, StreamRead};
 
+use super::deadlines::SocketDeadlines;
 use super::exchange::{copy_fields, push_num, put_length, Facts};
 use super::state::{Buffers, WorkerState, BUF_START};
 use super::upload::SPLICE_MIN;
@@ -55,17 +56,18 @@ impl HeadFail {
 }
 
 /// Reads response heads until a final one (or 101), forwarding interim 1xx to HTTP/1.1 clients.
-pub(super) async fn read_final_head<C: AsyncWriteRent, U: AsyncReadRent>(
+pub(super) async fn read_final_head<C: AsyncWriteRent, U: AsyncReadRent + AsStream>(
     client: &mut C,
     up: &mut U,
     b: &mut Buffers,
     timeout: Duration,
     max_head: usize,
+    deadlines: &SocketDeadlines,
 ) -> Result<(), HeadFail> {
     let is_head = b.req.is_head;
     b.ubuf.clear();
     for _ in 0..=MAX_INTERIM {
-        read_head(up, b, timeout, max_head, is_head).await?;
+        read_head(up, b, timeout, max_head, is_head, deadlines).await?;
         let status = b.resp.status;
         if status >= 200 || status == 101 {
             return Ok(());
@@ -81,12 +83,16 @@ pub(super) async fn read_final_head<C: AsyncWriteRent, U: AsyncReadRent>(
     Err(HeadFail::Bad("too many interim responses"))
 }
 
-async fn read_head<U: AsyncReadRent>(
+/// Reads until a complete response head is in `ubuf`. The per-read timeout is a registered
+/// deadline, not a timer: an expired deadline shuts the socket's read side, the read returns,
+/// and the connection is dropped as timed out.
+async fn read_head<U: AsyncReadRent + AsStream>(
     up: &mut U,
     b: &mut Buffers,
     timeout: Duration,
     max_head: usize,
     is_head: bool,
+    deadlines: &SocketDeadlines,
 ) -> Result<(), HeadFail> {
     loop {
         if !b.ubuf.is_empty() {
@@ -97,12 +103,12 @@ async fn read_head<U: AsyncReadRent>(
             }
         }
         let had = b.ubuf.len();
-        let Some((r, buf)) = with_timeout(timeout, read_append(up, take(&mut b.ubuf))).await else {
-            // The cancelled read kept the buffer; this connection is abandoned anyway.
-            b.ubuf = Vec::with_capacity(BUF_START);
-            return Err(HeadFail::Timeout);
-        };
+        let deadline = deadlines.register_exact(up.as_stream().socket_fd(), timeout);
+        let (r, buf) = read_append(up, take(&mut b.ubuf)).await;
         b.ubuf = buf;
+        if deadline.expired() {
+            return Err(HeadFail::Timeout);
+        }
         match r {
             Ok(n) if n > 0 => {}
             _ if had == 0 => return Err(HeadFail::Empty),

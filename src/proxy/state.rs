@@ -13,7 +13,7 @@ use crate::http::{RequestHead, ResponseHead};
 use crate::relay::pipes::PipePool;
 use crate::upstream::Pools;
 
-use super::deadlines::ClientDeadlines;
+use super::deadlines::SocketDeadlines;
 use super::router::Router;
 
 /// What one config generation gives a worker: the snapshot, its router and its upstream pools.
@@ -52,8 +52,8 @@ pub struct WorkerState {
     pub open_connections: Cell<usize>,
     /// Idle connections currently waiting with buffers (see `proxy::conn`).
     pub hot_idle: Cell<usize>,
-    /// Keep-alive and head deadlines of waiting client connections.
-    pub waits: ClientDeadlines,
+    /// Deadlines of waiting sockets: client keep-alive and heads, upstream response heads.
+    pub waits: SocketDeadlines,
     /// Pipes for splice relays. Sized from the config at worker start (a reload that changes
     /// `pipe_size` takes effect on restart).
     pub pipes: PipePool,
@@ -82,7 +82,7 @@ impl WorkerState {
             in_flight: Cell::new(0),
             open_connections: Cell::new(0),
             hot_idle: Cell::new(0),
-            waits: ClientDeadlines::default(),
+            waits: SocketDeadlines::default(),
             pipes,
         }
     }
