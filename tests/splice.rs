@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{config_with, free_port, Conn, Gateway};
+use common::{config_with, free_port, read_request_head, Conn, Gateway};
 use ringway::backend::{pattern, Backend, BackendOptions};
 
 const SIZES: [usize; 6] = [0, 1, 4095, 4096, 65536, 1024 * 1024 + 1];
@@ -204,13 +204,8 @@ fn cutting_upstream() -> SocketAddr {
 }
 
 fn serve_cut(s: &mut TcpStream) {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return,
-        }
+    if !read_request_head(s) {
+        return;
     }
     let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n");
     let _ = s.write_all(&pattern(100 * 1024));
@@ -324,13 +319,8 @@ fn chunked_upstream() -> SocketAddr {
 }
 
 fn serve_chunked(s: &mut TcpStream) -> bool {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return false,
-        }
+    if !read_request_head(s) {
+        return false;
     }
     let body = pattern(CHUNKS.iter().sum());
     let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();

@@ -688,6 +688,20 @@ impl Drop for RawUpstream {
 
 // ---------------------------------------------------------------- small helpers
 
+/// Reads one request head off `s` byte by byte (nothing past it); false if the peer closed
+/// or the read failed first.
+pub fn read_request_head(s: &mut TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// The built-in backend with default options.
 pub fn backend() -> ringway::backend::Backend {
     ringway::backend::Backend::start(ringway::backend::BackendOptions::default())
