@@ -340,11 +340,7 @@ fn post_on_stale_pooled_connection_is_never_resent() {
 /// connection is not reused.
 #[test]
 fn stray_bytes_after_a_response_body_are_dropped_with_the_connection() {
-    let up = RawUpstream::start(|mut c| {
-        while c.read_head().is_some() {
-            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nBAD");
-        }
-    });
+    let up = RawUpstream::answering_each(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nBAD");
     let gw = gateway_for(up.addr, "");
     let mut c = gw.conn();
     for _ in 0..3 {

@@ -620,6 +620,16 @@ impl RawConn {
 }
 
 impl RawUpstream {
+    /// A raw upstream answering every request on a connection with `answer`, keeping the
+    /// connection open for the next.
+    pub fn answering_each(answer: &'static [u8]) -> RawUpstream {
+        RawUpstream::start(move |mut c| {
+            while c.read_head().is_some() {
+                c.write(answer);
+            }
+        })
+    }
+
     pub fn start<F>(script: F) -> RawUpstream
     where
         F: Fn(RawConn) + Send + Sync + 'static,
