@@ -134,17 +134,14 @@ fn main() {
 }
 
 fn run_thread(t: usize, o: Opts) -> Stats {
-    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
-        let stats = Rc::new(RefCell::new(Stats::default()));
-        let o = Rc::new(o);
-        let mut tasks = Vec::new();
-        for id in (t..o.streams).step_by(o.threads) {
-            let (o, stats) = (o.clone(), stats.clone());
-            tasks.push(monoio::spawn(async move {
+    let o = Rc::new(o);
+    util::run_tasks(
+        t,
+        o.streams,
+        o.threads,
+        move |id, stats: Rc<RefCell<Stats>>| {
+            let o = o.clone();
+            async move {
                 // Spread the streams' start over one interval (and the connects over time).
                 let delay = o.interval_ms * id as u64 / o.streams as u64;
                 monoio::time::sleep(Duration::from_millis(delay)).await;
@@ -155,13 +152,9 @@ fn run_thread(t: usize, o: Opts) -> Stats {
                 } else {
                     s.failed += 1;
                 }
-            }));
-        }
-        for task in tasks {
-            task.await;
-        }
-        Rc::try_unwrap(stats).ok().expect("tasks done").into_inner()
-    })
+            }
+        },
+    )
 }
 
 /// One stream to its end; true if every event arrived in order.

@@ -170,25 +170,16 @@ fn main() {
 }
 
 fn run_thread(t: usize, o: Opts, t0: Instant, start_at: Instant) -> Stats {
-    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
-        let stats = Rc::new(RefCell::new(Stats::default()));
-        let o = Rc::new(o);
-        let mut tasks = Vec::new();
-        for id in (t..o.conns).step_by(o.threads) {
-            let (o, stats) = (o.clone(), stats.clone());
-            tasks.push(monoio::spawn(async move {
-                conn_task(id as u32, &o, t0, start_at, &stats).await
-            }));
-        }
-        for task in tasks {
-            task.await;
-        }
-        Rc::try_unwrap(stats).ok().expect("tasks done").into_inner()
-    })
+    let o = Rc::new(o);
+    util::run_tasks(
+        t,
+        o.conns,
+        o.threads,
+        move |id, stats: Rc<RefCell<Stats>>| {
+            let o = o.clone();
+            async move { conn_task(id as u32, &o, t0, start_at, &stats).await }
+        },
+    )
 }
 
 async fn sleep_until(t: Instant) {
