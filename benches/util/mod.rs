@@ -44,6 +44,14 @@ impl Args {
     pub fn string(&self, key: &str) -> Option<String> {
         self.0.get(key).cloned()
     }
+
+    /// `--addr HOST:PORT`, which every soak client needs.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.string("addr")
+            .expect("--addr HOST:PORT")
+            .parse()
+            .expect("--addr")
+    }
 }
 
 /// On a monoio runtime of this thread's own, runs `task(id, stats)` for every id from
@@ -82,6 +90,18 @@ pub fn raise_nofile() -> u64 {
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
     let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit").0
+}
+
+/// "p50 A p90 B p99 C p99.9 D max E" of sorted samples.
+pub fn percentiles(sorted: &[u32]) -> String {
+    format!(
+        "p50 {} p90 {} p99 {} p99.9 {} max {}",
+        pct(sorted, 50.0),
+        pct(sorted, 90.0),
+        pct(sorted, 99.0),
+        pct(sorted, 99.9),
+        sorted.last().copied().unwrap_or(0)
+    )
 }
 
 /// p-th percentile (0..=100) of sorted samples.
