@@ -69,6 +69,18 @@ fn refused_upstream_is_502_quickly() {
     json_error(&c.request(&get("/")), 502);
 }
 
+/// `GET path` on `c` is answered 504 once a 300 ms timeout has run out (not before, nor
+/// much later).
+fn assert_504_after_a_300ms_timeout(c: &mut common::Conn, path: &str) {
+    let started = Instant::now();
+    json_error(&c.request(&get(path)), 504);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+}
+
 #[test]
 fn response_timeout_is_504() {
     let b = backend();
@@ -80,13 +92,7 @@ fn response_timeout_is_504() {
         "response_timeout = \"300ms\"",
     ));
     let mut c = gw.conn();
-    let started = Instant::now();
-    json_error(&c.request(&get("/delay/2000")), 504);
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(250) && took < Duration::from_millis(1500),
-        "{took:?}"
-    );
+    assert_504_after_a_300ms_timeout(&mut c, "/delay/2000");
     // A fast request after it still works (on a new upstream connection).
     let mut c = gw.conn();
     assert_eq!(c.request(&get("/size/3")).status, 200);
@@ -132,13 +138,7 @@ fn assert_connect_timeout_is_504(target: std::net::SocketAddr) {
         "connect_timeout = \"300ms\"",
     ));
     let mut c = gw.conn();
-    let started = Instant::now();
-    json_error(&c.request(&get("/")), 504);
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(250) && took < Duration::from_millis(1500),
-        "{took:?}"
-    );
+    assert_504_after_a_300ms_timeout(&mut c, "/");
 }
 
 #[test]
