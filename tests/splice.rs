@@ -190,17 +190,23 @@ fn client_abort_mid_body_copy() {
     client_abort("copy");
 }
 
-/// An upstream that announces 1 MiB, sends 100 KiB of it and closes, for every connection.
-fn cutting_upstream() -> SocketAddr {
+/// A loopback upstream running `serve` on every connection it accepts, each in a thread of
+/// its own.
+fn upstream_serving(serve: fn(&mut TcpStream)) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
     thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { return };
-            thread::spawn(move || serve_cut(&mut s));
+            thread::spawn(move || serve(&mut s));
         }
     });
     addr
+}
+
+/// An upstream that announces 1 MiB, sends 100 KiB of it and closes, for every connection.
+fn cutting_upstream() -> SocketAddr {
+    upstream_serving(serve_cut)
 }
 
 fn serve_cut(s: &mut TcpStream) {
@@ -307,15 +313,7 @@ const CHUNKS: [usize; 6] = [5, 100_000, 70_000, 3, 65_536, 200_000];
 /// A keep-alive upstream answering every request with a chunked body of [`CHUNKS`] (pattern
 /// bytes, continuing across chunks), with an extension and a trailer to be dropped.
 fn chunked_upstream() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { return };
-            thread::spawn(move || while serve_chunked(&mut s) {});
-        }
-    });
-    addr
+    upstream_serving(|s| while serve_chunked(s) {})
 }
 
 fn serve_chunked(s: &mut TcpStream) -> bool {
