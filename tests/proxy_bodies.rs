@@ -345,11 +345,9 @@ fn forwarding_headers_added_and_hop_by_hop_removed() {
 /// Chunk extensions and trailers are dropped, the body is intact and the upstream reused.
 #[test]
 fn chunk_extensions_and_trailers_end_cleanly() {
-    let up = RawUpstream::start(|mut c| {
-        while c.read_head().is_some() {
-            c.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;a=b\r\nabc\r\n0\r\nX-T: 1\r\n\r\n");
-        }
-    });
+    let up = RawUpstream::answering_each(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;a=b\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
+    );
     let gw = gateway_for(up.addr, "");
     let mut c = gw.conn();
     for _ in 0..3 {
@@ -362,11 +360,9 @@ fn chunk_extensions_and_trailers_end_cleanly() {
 /// HTTP/1.0 clients do not understand 1xx: they get only the final response.
 #[test]
 fn interim_responses_are_not_sent_to_http10_clients() {
-    let up = RawUpstream::start(|mut c| {
-        while c.read_head().is_some() {
-            c.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-        }
-    });
+    let up = RawUpstream::answering_each(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    );
     let gw = gateway_for(up.addr, "");
     let mut c = gw.conn();
     c.send(b"GET / HTTP/1.0\r\n\r\n");
@@ -392,11 +388,7 @@ fn head_of_a_chunked_resource_has_no_body() {
 /// Hop-by-hop fields of the response (and those it lists in Connection) are not forwarded.
 #[test]
 fn response_hop_by_hop_fields_removed() {
-    let up = RawUpstream::start(|mut c| {
-        while c.read_head().is_some() {
-            c.write(b"HTTP/1.1 200 OK\r\nConnection: x-foo\r\nX-Foo: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nX-Bar: 2\r\nContent-Length: 2\r\n\r\nok");
-        }
-    });
+    let up = RawUpstream::answering_each(b"HTTP/1.1 200 OK\r\nConnection: x-foo\r\nX-Foo: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nX-Bar: 2\r\nContent-Length: 2\r\n\r\nok");
     let gw = gateway_for(up.addr, "");
     let mut c = gw.conn();
     let r = c.request(&get("/"));

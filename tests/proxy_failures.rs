@@ -69,6 +69,18 @@ fn refused_upstream_is_502_quickly() {
     json_error(&c.request(&get("/")), 502);
 }
 
+/// `GET path` on `c` is answered 504 once a 300 ms timeout has run out (not before, nor
+/// much later).
+fn assert_504_after_a_300ms_timeout(c: &mut common::Conn, path: &str) {
+    let started = Instant::now();
+    json_error(&c.request(&get(path)), 504);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+}
+
 #[test]
 fn response_timeout_is_504() {
     let b = backend();
@@ -80,13 +92,7 @@ fn response_timeout_is_504() {
         "response_timeout = \"300ms\"",
     ));
     let mut c = gw.conn();
-    let started = Instant::now();
-    json_error(&c.request(&get("/delay/2000")), 504);
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(250) && took < Duration::from_millis(1500),
-        "{took:?}"
-    );
+    assert_504_after_a_300ms_timeout(&mut c, "/delay/2000");
     // A fast request after it still works (on a new upstream connection).
     let mut c = gw.conn();
     assert_eq!(c.request(&get("/size/3")).status, 200);
@@ -121,11 +127,9 @@ fn blackhole() -> (
     panic!("accept queue of a backlog-0 listener never filled");
 }
 
-#[test]
-fn connect_timeout_is_504() {
-    // 10.255.255.1 is unroutable on most networks, but this sandbox's network answers it;
-    // a loopback listener with a full accept queue drops SYNs just as silently.
-    let (_listener, _fill, target) = blackhole();
+/// A gateway with `connect_timeout = "300ms"` in front of `target` (which must drop SYNs)
+/// answers 504 after about that long.
+fn assert_connect_timeout_is_504(target: std::net::SocketAddr) {
     let gw = Gateway::start(&config_with(
         free_port(),
         target,
@@ -134,13 +138,15 @@ fn connect_timeout_is_504() {
         "connect_timeout = \"300ms\"",
     ));
     let mut c = gw.conn();
-    let started = Instant::now();
-    json_error(&c.request(&get("/")), 504);
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(250) && took < Duration::from_millis(1500),
-        "{took:?}"
-    );
+    assert_504_after_a_300ms_timeout(&mut c, "/");
+}
+
+#[test]
+fn connect_timeout_is_504() {
+    // 10.255.255.1 is unroutable on most networks, but this sandbox's network answers it;
+    // a loopback listener with a full accept queue drops SYNs just as silently.
+    let (_listener, _fill, target) = blackhole();
+    assert_connect_timeout_is_504(target);
 }
 
 #[test]
@@ -154,21 +160,7 @@ fn connect_timeout_to_unroutable_address_is_504() {
             return;
         }
     }
-    let gw = Gateway::start(&config_with(
-        free_port(),
-        target,
-        "",
-        "",
-        "connect_timeout = \"300ms\"",
-    ));
-    let mut c = gw.conn();
-    let started = Instant::now();
-    json_error(&c.request(&get("/")), 504);
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(250) && took < Duration::from_millis(1500),
-        "{took:?}"
-    );
+    assert_connect_timeout_is_504(target);
 }
 
 /// A raw upstream answering every request with `answer` and then closing.
@@ -348,11 +340,7 @@ fn post_on_stale_pooled_connection_is_never_resent() {
 /// connection is not reused.
 #[test]
 fn stray_bytes_after_a_response_body_are_dropped_with_the_connection() {
-    let up = RawUpstream::start(|mut c| {
-        while c.read_head().is_some() {
-            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nBAD");
-        }
-    });
+    let up = RawUpstream::answering_each(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nBAD");
     let gw = gateway_for(up.addr, "");
     let mut c = gw.conn();
     for _ in 0..3 {

@@ -7,7 +7,18 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{backend, config, free_port, gateway_for, get, send_in_thread, temp_dir, Gateway};
-use ringway::backend::pattern;
+use ringway::backend::{pattern, Backend};
+
+/// Three requests on a fresh client connection all succeed, and the backend has then
+/// accepted exactly two connections: the abandoned one was not pooled (`why` otherwise).
+fn assert_served_on_a_new_upstream_connection(b: &Backend, gw: &Gateway, why: &str) {
+    let mut c = gw.conn();
+    for _ in 0..3 {
+        let r = c.request(&get("/size/5"));
+        assert_eq!((r.status, r.body), (200, pattern(5)));
+    }
+    assert_eq!(b.accepted(), 2, "{why}");
+}
 
 #[test]
 fn client_leaving_mid_request_body_does_not_reuse_the_upstream_connection() {
@@ -22,15 +33,10 @@ fn client_leaving_mid_request_body_does_not_reuse_the_upstream_connection() {
         std::thread::sleep(Duration::from_millis(100));
     } // closed with 99,000 body bytes owed
     std::thread::sleep(Duration::from_millis(200));
-    let mut c = gw.conn();
-    for _ in 0..3 {
-        let r = c.request(&get("/size/5"));
-        assert_eq!((r.status, r.body), (200, pattern(5)));
-    }
-    assert_eq!(
-        b.accepted(),
-        2,
-        "the half-used upstream connection was not pooled"
+    assert_served_on_a_new_upstream_connection(
+        &b,
+        &gw,
+        "the half-used upstream connection was not pooled",
     );
 }
 
@@ -45,15 +51,10 @@ fn client_leaving_mid_response_does_not_reuse_the_upstream_connection() {
         let _ = std::io::Read::read(&mut c.stream, &mut part);
     } // closed with most of 16 MiB unread
     std::thread::sleep(Duration::from_millis(500));
-    let mut c = gw.conn();
-    for _ in 0..3 {
-        let r = c.request(&get("/size/5"));
-        assert_eq!((r.status, r.body), (200, pattern(5)));
-    }
-    assert_eq!(
-        b.accepted(),
-        2,
-        "the half-read upstream connection was not pooled"
+    assert_served_on_a_new_upstream_connection(
+        &b,
+        &gw,
+        "the half-read upstream connection was not pooled",
     );
 }
 

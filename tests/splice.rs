@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{config_with, free_port, Conn, Gateway};
+use common::{config_with, free_port, read_request_head, Conn, Gateway};
 use ringway::backend::{pattern, Backend, BackendOptions};
 
 const SIZES: [usize; 6] = [0, 1, 4095, 4096, 65536, 1024 * 1024 + 1];
@@ -190,27 +190,28 @@ fn client_abort_mid_body_copy() {
     client_abort("copy");
 }
 
-/// An upstream that announces 1 MiB, sends 100 KiB of it and closes, for every connection.
-fn cutting_upstream() -> SocketAddr {
+/// A loopback upstream running `serve` on every connection it accepts, each in a thread of
+/// its own.
+fn upstream_serving(serve: fn(&mut TcpStream)) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
     thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { return };
-            thread::spawn(move || serve_cut(&mut s));
+            thread::spawn(move || serve(&mut s));
         }
     });
     addr
 }
 
+/// An upstream that announces 1 MiB, sends 100 KiB of it and closes, for every connection.
+fn cutting_upstream() -> SocketAddr {
+    upstream_serving(serve_cut)
+}
+
 fn serve_cut(s: &mut TcpStream) {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return,
-        }
+    if !read_request_head(s) {
+        return;
     }
     let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n");
     let _ = s.write_all(&pattern(100 * 1024));
@@ -312,25 +313,12 @@ const CHUNKS: [usize; 6] = [5, 100_000, 70_000, 3, 65_536, 200_000];
 /// A keep-alive upstream answering every request with a chunked body of [`CHUNKS`] (pattern
 /// bytes, continuing across chunks), with an extension and a trailer to be dropped.
 fn chunked_upstream() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { return };
-            thread::spawn(move || while serve_chunked(&mut s) {});
-        }
-    });
-    addr
+    upstream_serving(|s| while serve_chunked(s) {})
 }
 
 fn serve_chunked(s: &mut TcpStream) -> bool {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return false,
-        }
+    if !read_request_head(s) {
+        return false;
     }
     let body = pattern(CHUNKS.iter().sum());
     let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{config_with, free_port, Conn, Gateway};
+use common::{config_with, free_port, read_request_head, Conn, Gateway};
 use ringway::backend::{Backend, BackendOptions};
 
 fn gateway_to(up: SocketAddr, route_extra: &str) -> Gateway {
@@ -127,7 +127,7 @@ fn silent_stream_upstream(
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let (mut s, _) = l.accept().unwrap();
-        read_head(&mut s);
+        read_request_head(&mut s);
         s.write_all(head.as_bytes()).unwrap();
         s.write_all(event.as_bytes()).unwrap();
         let sent = Instant::now();
@@ -142,18 +142,6 @@ fn silent_stream_upstream(
         }
     });
     (addr, rx)
-}
-
-fn read_head(s: &mut TcpStream) -> bool {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return false,
-        }
-    }
-    true
 }
 
 fn client_leaves_after_first_event(head: &'static str, event: &'static str) {
@@ -202,7 +190,7 @@ fn pipelined_request_does_not_end_a_stream() {
         for s in l.incoming() {
             let mut s = s.unwrap();
             thread::spawn(move || {
-                while read_head(&mut s) {
+                while read_request_head(&mut s) {
                     let _ = s.write_all(
                         b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n6\r\ndata:1\r\n",
                     );
@@ -230,7 +218,7 @@ fn chunked_stream_stays_chunked_and_unbatched() {
     let up = l.local_addr().unwrap();
     thread::spawn(move || {
         let (mut s, _) = l.accept().unwrap();
-        read_head(&mut s);
+        read_request_head(&mut s);
         s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
             .unwrap();
         for k in 0..4 {
@@ -240,7 +228,7 @@ fn chunked_stream_stays_chunked_and_unbatched() {
                 .unwrap();
         }
         s.write_all(b"0\r\n\r\n").unwrap();
-        read_head(&mut s);
+        read_request_head(&mut s);
     });
     let gw = gateway_to(up, "");
     let mut c: Conn = gw.conn();

@@ -15,11 +15,11 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${RINGWAY_BIN:-$ROOT/target/release/ringway}
 WORK=$(mktemp -d /tmp/ringway-body-bench.XXXXXX)
 TICK=$(getconf CLK_TCK)
-PIDS=()
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    stop_started
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -28,11 +28,6 @@ for tool in wrk nginx haproxy strace; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install nginx-light haproxy wrk strace)"; exit 1; }
 done
 [ -x "$BIN" ] || { echo "build first: cargo build --release"; exit 1; }
-
-# A loopback port nobody listens on right now.
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 wait_port() {
     for _ in $(seq 100); do

@@ -95,16 +95,22 @@ forget() {
   done
   OURS=("${keep[@]}")
 }
-cleanup() {
-  local p
-  for p in "${OURS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for _ in 1 2 3 4 5 6 7 8 9 10; do
+# term_then_kill TRIES PAUSE PID... : TERM the pids, wait (up to TRIES x PAUSE s) until all
+# are gone, then KILL whatever is left
+term_then_kill() {
+  local tries=$1 pause=$2 p
+  shift 2
+  for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+  for _ in $(seq "$tries"); do
     local alive=0
-    for p in "${OURS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
     [ $alive = 0 ] && break
-    sleep 0.2
+    sleep "$pause"
   done
-  for p in "${OURS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  for p in "$@"; do kill -KILL "$p" 2>/dev/null || true; done
+}
+cleanup() {
+  term_then_kill 10 0.2 "${OURS[@]}"
   remove_probes
 }
 trap cleanup EXIT
@@ -123,14 +129,7 @@ children() { cat /proc/"$1"/task/*/children 2>/dev/null | tr ' ' '\n' | grep . |
 # stop_pids PID... : TERM our processes, wait (bounded: 30 s, ringway drains) until gone
 stop_pids() {
   local p
-  for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
-  for _ in $(seq 300); do
-    local alive=0
-    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ $alive = 0 ] && break
-    sleep 0.1
-  done
-  for p in "$@"; do kill -KILL "$p" 2>/dev/null || true; done
+  term_then_kill 300 0.1 "$@"
   for p in "$@"; do wait "$p" 2>/dev/null || true; done   # reap (children of this shell only)
   forget "$@"
 }

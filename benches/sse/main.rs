@@ -55,11 +55,7 @@ fn main() {
     let rate: u64 = a.get("rate", 10);
     let duration: u64 = a.get("duration", if quick { 5 } else { 60 });
     let o = Opts {
-        addr: a
-            .string("addr")
-            .expect("--addr HOST:PORT")
-            .parse()
-            .expect("--addr"),
+        addr: a.addr(),
         streams: a.get("streams", if quick { 100 } else { 1000 }),
         count: rate * duration,
         interval_ms: 1000 / rate.max(1),
@@ -106,14 +102,7 @@ fn main() {
         "[{label}] streams complete {} / {} (failed {}); events {} / {} expected; out of order {}; missing {}",
         total.complete, o.streams, total.failed, total.events, expected, total.out_of_order, total.missing
     );
-    println!(
-        "[{label}] latency us: p50 {} p90 {} p99 {} p99.9 {} max {}",
-        util::pct(l, 50.0),
-        util::pct(l, 90.0),
-        util::pct(l, 99.0),
-        util::pct(l, 99.9),
-        l.last().copied().unwrap_or(0)
-    );
+    println!("[{label}] latency us: {}", util::percentiles(l));
     if let Some((w, (user, sys))) = watch {
         println!(
             "[{label}] pid {}: RSS start {} MiB peak {} MiB; CPU user {user:.2} s + sys {sys:.2} s over {wall:.0} s ({:.1}% of one core)",
@@ -134,17 +123,14 @@ fn main() {
 }
 
 fn run_thread(t: usize, o: Opts) -> Stats {
-    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
-        let stats = Rc::new(RefCell::new(Stats::default()));
-        let o = Rc::new(o);
-        let mut tasks = Vec::new();
-        for id in (t..o.streams).step_by(o.threads) {
-            let (o, stats) = (o.clone(), stats.clone());
-            tasks.push(monoio::spawn(async move {
+    let o = Rc::new(o);
+    util::run_tasks(
+        t,
+        o.streams,
+        o.threads,
+        move |id, stats: Rc<RefCell<Stats>>| {
+            let o = o.clone();
+            async move {
                 // Spread the streams' start over one interval (and the connects over time).
                 let delay = o.interval_ms * id as u64 / o.streams as u64;
                 monoio::time::sleep(Duration::from_millis(delay)).await;
@@ -155,13 +141,9 @@ fn run_thread(t: usize, o: Opts) -> Stats {
                 } else {
                     s.failed += 1;
                 }
-            }));
-        }
-        for task in tasks {
-            task.await;
-        }
-        Rc::try_unwrap(stats).ok().expect("tasks done").into_inner()
-    })
+            }
+        },
+    )
 }
 
 /// One stream to its end; true if every event arrived in order.

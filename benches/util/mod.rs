@@ -2,7 +2,10 @@
 //! sampling another process's RSS and CPU from /proc.
 #![allow(dead_code)]
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
 use std::time::Duration;
 
 /// `--key value` pairs and bare `--flag`s; cargo's own `--bench` is ignored.
@@ -41,6 +44,44 @@ impl Args {
     pub fn string(&self, key: &str) -> Option<String> {
         self.0.get(key).cloned()
     }
+
+    /// `--addr HOST:PORT`, which every soak client needs.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.string("addr")
+            .expect("--addr HOST:PORT")
+            .parse()
+            .expect("--addr")
+    }
+}
+
+/// On a monoio runtime of this thread's own, runs `task(id, stats)` for every id from
+/// `first` below `end` in steps of `step` (one soak thread's share of the connections), all
+/// concurrently, and returns the stats they filled once every task has finished.
+pub fn run_tasks<S, Fut>(
+    first: usize,
+    end: usize,
+    step: usize,
+    task: impl Fn(usize, Rc<RefCell<S>>) -> Fut,
+) -> S
+where
+    S: Default + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let stats = Rc::new(RefCell::new(S::default()));
+        let mut tasks = Vec::new();
+        for id in (first..end).step_by(step) {
+            tasks.push(monoio::spawn(task(id, stats.clone())));
+        }
+        for task in tasks {
+            task.await;
+        }
+        Rc::try_unwrap(stats).ok().expect("tasks done").into_inner()
+    })
 }
 
 /// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.
@@ -49,6 +90,18 @@ pub fn raise_nofile() -> u64 {
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
     let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit").0
+}
+
+/// "p50 A p90 B p99 C p99.9 D max E" of sorted samples.
+pub fn percentiles(sorted: &[u32]) -> String {
+    format!(
+        "p50 {} p90 {} p99 {} p99.9 {} max {}",
+        pct(sorted, 50.0),
+        pct(sorted, 90.0),
+        pct(sorted, 99.0),
+        pct(sorted, 99.9),
+        sorted.last().copied().unwrap_or(0)
+    )
 }
 
 /// p-th percentile (0..=100) of sorted samples.

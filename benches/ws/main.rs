@@ -77,11 +77,7 @@ fn main() {
     }
     let quick = a.has("quick");
     let o = Opts {
-        addr: a
-            .string("addr")
-            .expect("--addr HOST:PORT")
-            .parse()
-            .expect("--addr"),
+        addr: a.addr(),
         conns: a.get("conns", if quick { 100 } else { 10_000 }),
         rate: a.get("rate", 10),
         size: a.get("size", 500).max(16),
@@ -139,14 +135,7 @@ fn main() {
         total.clean_closes
     );
     let r = &total.rtt_us;
-    println!(
-        "rtt us: p50 {} p90 {} p99 {} p99.9 {} max {}",
-        util::pct(r, 50.0),
-        util::pct(r, 90.0),
-        util::pct(r, 99.0),
-        util::pct(r, 99.9),
-        r.last().copied().unwrap_or(0)
-    );
+    println!("rtt us: {}", util::percentiles(r));
     println!(
         "throughput: {:.0} msg/s each way",
         total.echoed as f64 / o.duration.as_secs_f64()
@@ -170,25 +159,16 @@ fn main() {
 }
 
 fn run_thread(t: usize, o: Opts, t0: Instant, start_at: Instant) -> Stats {
-    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
-        let stats = Rc::new(RefCell::new(Stats::default()));
-        let o = Rc::new(o);
-        let mut tasks = Vec::new();
-        for id in (t..o.conns).step_by(o.threads) {
-            let (o, stats) = (o.clone(), stats.clone());
-            tasks.push(monoio::spawn(async move {
-                conn_task(id as u32, &o, t0, start_at, &stats).await
-            }));
-        }
-        for task in tasks {
-            task.await;
-        }
-        Rc::try_unwrap(stats).ok().expect("tasks done").into_inner()
-    })
+    let o = Rc::new(o);
+    util::run_tasks(
+        t,
+        o.conns,
+        o.threads,
+        move |id, stats: Rc<RefCell<Stats>>| {
+            let o = o.clone();
+            async move { conn_task(id as u32, &o, t0, start_at, &stats).await }
+        },
+    )
 }
 
 async fn sleep_until(t: Instant) {

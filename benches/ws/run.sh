@@ -12,6 +12,8 @@
 # Only the processes started here are stopped (by pid) on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 
 QUICK=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
@@ -26,47 +28,13 @@ fi
 RATE=${RATE:-10}; SIZE=${SIZE:-500}
 WORKERS=${WORKERS:-2}; BACKEND_THREADS=${BACKEND_THREADS:-1}; CLIENT_THREADS=${CLIENT_THREADS:-1}
 
-echo "building (release)..." >&2
-BUILD_JSON=$(cargo build --release --bin ringway --bench ws --message-format=json 2>/dev/null)
-exe() { python3 -c 'import json,sys
-for l in sys.stdin:
-    try: m=json.loads(l)
-    except Exception: continue
-    if m.get("reason")=="compiler-artifact" and m["target"]["name"]==sys.argv[1] and m.get("executable"): print(m["executable"])' "$1" <<<"$BUILD_JSON" | tail -1; }
-RINGWAY=$(exe ringway); CLIENT=$(exe ws)
+build_soak ws
 
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 BPORT=$(free_port); GPORT=$(free_port)
 DIR=$(mktemp -d /tmp/ringway-ws-soak.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
+trap stop_started EXIT
 
-"$RINGWAY" backend --listen "127.0.0.1:$BPORT" --threads "$BACKEND_THREADS" >"$DIR/backend.log" 2>&1 &
-PIDS+=($!)
-cat >"$DIR/ringway.toml" <<TOML
-workers = $WORKERS
-host_check = "off"
-[access_log]
-enabled = false
-[[listeners]]
-address = "127.0.0.1:$GPORT"
-max_connections = 20000
-[[upstreams]]
-name = "backend"
-servers = ["127.0.0.1:$BPORT"]
-[[routes]]
-path_prefix = "/"
-upstream = "backend"
-tunnel_idle_timeout = "120s"
-TOML
-"$RINGWAY" run -c "$DIR/ringway.toml" >"$DIR/gateway.log" 2>&1 &
-GW=$!
-PIDS+=($GW)
-for _ in $(seq 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/$GPORT) 2>/dev/null && break
-    sleep 0.1
-done
+start_soak "$DIR" "$BPORT" "$GPORT" "$WORKERS" "$BACKEND_THREADS" 'tunnel_idle_timeout = "120s"'
 echo "gateway pid $GW on :$GPORT (workers $WORKERS), backend :$BPORT (threads $BACKEND_THREADS); nofile hard $HARD; $(nproc) CPUs" >&2
 TARGET=$GPORT
 if [[ "${DIRECT:-0}" == 1 ]]; then TARGET=$BPORT; echo "DIRECT=1: client talks to the backend itself (baseline)" >&2; fi

@@ -620,6 +620,16 @@ impl RawConn {
 }
 
 impl RawUpstream {
+    /// A raw upstream answering every request on a connection with `answer`, keeping the
+    /// connection open for the next.
+    pub fn answering_each(answer: &'static [u8]) -> RawUpstream {
+        RawUpstream::start(move |mut c| {
+            while c.read_head().is_some() {
+                c.write(answer);
+            }
+        })
+    }
+
     pub fn start<F>(script: F) -> RawUpstream
     where
         F: Fn(RawConn) + Send + Sync + 'static,
@@ -687,6 +697,20 @@ impl Drop for RawUpstream {
 }
 
 // ---------------------------------------------------------------- small helpers
+
+/// Reads one request head off `s` byte by byte (nothing past it); false if the peer closed
+/// or the read failed first.
+pub fn read_request_head(s: &mut TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return false,
+        }
+    }
+    true
+}
 
 /// The built-in backend with default options.
 pub fn backend() -> ringway::backend::Backend {
