@@ -179,7 +179,11 @@ async fn forward<S: Stream>(
         }
     };
     if !body.complete() {
-        return duplex(client, conn, b, &mut body, info, g, route, w, f, pipes).await;
+        // Boxed: its state (two relays in flight) would otherwise enlarge every exchange.
+        return Box::pin(duplex(
+            client, conn, b, &mut body, info, g, route, w, f, pipes,
+        ))
+        .await;
     }
     f.status = b.resp.status;
     if b.resp.status == 101 {
