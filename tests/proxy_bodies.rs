@@ -342,6 +342,24 @@ fn forwarding_headers_added_and_hop_by_hop_removed() {
     assert_eq!(seen.matches("x-forwarded-proto").count(), 1, "{seen}");
 }
 
+/// RFC 9112 §3.2.2: an absolute-form target is accepted; its authority replaces Host upstream,
+/// and its path is what is routed and forwarded.
+#[test]
+fn absolute_form_target_is_accepted() {
+    let b = backend();
+    let gw = gateway_for(b.addr, "");
+    let mut c = gw.conn();
+    let r = c.request(b"GET http://api.example:8080/headers?x=1 HTTP/1.1\r\nHost: other\r\n\r\n");
+    assert_eq!(r.status, 200);
+    let seen = r.body_str().to_ascii_lowercase();
+    assert!(seen.starts_with("get /headers?x=1 http/1.1\r\n"), "{seen}");
+    assert!(seen.contains("host: api.example:8080\r\n"), "{seen}");
+    assert!(!seen.contains("host: other"), "{seen}");
+    let r = c.request(b"GET http://api.example HTTP/1.1\r\nHost: api.example\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), 50, "the empty path is forwarded as /");
+}
+
 /// Chunk extensions and trailers are dropped, the body is intact and the upstream reused.
 #[test]
 fn chunk_extensions_and_trailers_end_cleanly() {

@@ -52,7 +52,10 @@ struct ConnTokens {
 pub struct RequestHead {
     pub head_len: usize,
     pub method: Span,
+    /// Path and query (the authority of an absolute-form target is in `authority`).
     pub target: Span,
+    /// Host and port of an absolute-form target; it replaces the Host field.
+    pub authority: Option<Span>,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor: u8,
     pub headers: Vec<HeaderRef>,
@@ -72,6 +75,14 @@ pub struct RequestHead {
 impl RequestHead {
     pub fn method<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         self.method.get(buf)
+    }
+
+    /// The path and query to route and forward (`/` for `http://host` with no path).
+    pub fn path<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        match self.target.get(buf) {
+            b"" => b"/",
+            p => p,
+        }
     }
 
     /// Methods a retry may repeat (RFC 9110 §9.2.2).
@@ -135,15 +146,40 @@ pub fn parse_request(
     if target.len() > limits.max_uri {
         return Err(HeadError::UriTooLong);
     }
-    if !(target.starts_with('/') || (target == "*" && req.method == Some("OPTIONS"))) {
-        return Err(HeadError::Bad("request target must be origin-form"));
-    }
+    let (path, authority) = split_target(target, req.method == Some("OPTIONS"))?;
     head.head_len = len;
     head.method = Span::of(buf, req.method.unwrap_or("").as_bytes());
-    head.target = Span::of(buf, target.as_bytes());
+    head.target = Span::of(buf, path.as_bytes());
+    head.authority = authority.map(|a| Span::of(buf, a.as_bytes()));
     head.minor = req.version.unwrap_or(1);
     head.is_head = req.method == Some("HEAD");
     classify_request(buf, req.headers, head)
+}
+
+/// Splits a request target into the path to route and forward, and the authority of an
+/// absolute-form target (`http://host:port/path`), which RFC 9112 §3.2.2 says a server must
+/// accept and use instead of the Host field.
+fn split_target(target: &str, options: bool) -> Result<(&str, Option<&str>), HeadError> {
+    if target.starts_with('/') || (options && target == "*") {
+        return Ok((target, None));
+    }
+    let rest = strip_prefix_ignore_case(target, "http://")
+        .or_else(|| strip_prefix_ignore_case(target, "https://"))
+        .ok_or(HeadError::Bad(
+            "request target must be origin-form or absolute-form",
+        ))?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.is_empty() || authority.contains('@') || !valid_host(authority.as_bytes()) {
+        return Err(HeadError::Bad("invalid authority in request target"));
+    }
+    Ok((path, Some(authority)))
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 /// A partial head is fine unless it is already over a limit.
@@ -332,6 +368,17 @@ fn classify_request(
     if let Some(h) = head.host {
         if !valid_host(h.get(buf)) {
             return Err(HeadError::Bad("invalid Host header"));
+        }
+    }
+    if let Some(authority) = head.authority {
+        // The target's authority wins; the Host field is replaced when forwarding.
+        head.host = Some(authority);
+        for h in head
+            .headers
+            .iter_mut()
+            .filter(|h| eq(h.name.get(buf), "host"))
+        {
+            h.hop = true;
         }
     }
     head.body = if f.te {
@@ -579,6 +626,26 @@ mod tests {
         assert!(!h.keep_alive);
         assert_eq!(h.forwarded_for, Some(2));
         assert_eq!(h.head_len, raw.len());
+    }
+
+    #[test]
+    fn absolute_form_target() {
+        let raw = "GET http://Example.com:8080/a?b HTTP/1.1\r\nHost: other\r\n\r\n";
+        let h = req(raw).unwrap();
+        assert_eq!(h.path(raw.as_bytes()), b"/a?b");
+        assert_eq!(h.host.unwrap().get(raw.as_bytes()), b"Example.com:8080");
+        assert!(h.headers[0].hop);
+        let raw = "GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n";
+        assert_eq!(req(raw).unwrap().path(raw.as_bytes()), b"/");
+        assert_eq!(
+            status("GET http://u@example.com/ HTTP/1.1\r\nHost: x\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("GET ftp://example.com/ HTTP/1.1\r\nHost: x\r\n\r\n"),
+            400
+        );
+        assert_eq!(status("GET example.com/ HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
     }
 
     #[test]

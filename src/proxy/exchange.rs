@@ -65,7 +65,7 @@ pub async fn exchange<S: Stream>(
         w.log.log(&Entry {
             client: &info.peer_ip,
             method: b.req.method.get(&b.cbuf),
-            target: b.req.target.get(&b.cbuf),
+            target: b.req.path(&b.cbuf),
             status: facts.status,
             bytes: facts.bytes,
             upstream: facts.upstream,
@@ -110,7 +110,7 @@ async fn forward<S: Stream>(
     let host = b.req.host.map_or(&b""[..], |h| h.get(&b.cbuf));
     let route_i = match g
         .router
-        .find(host, b.req.target.get(&b.cbuf), b.req.method(&b.cbuf))
+        .find(host, b.req.path(&b.cbuf), b.req.method(&b.cbuf))
     {
         Ok(i) => i,
         Err(Miss::NotFound) => return reply(client, b, f, 404, "no route", false).await,
@@ -297,7 +297,7 @@ fn build_upstream_head(b: &mut Buffers, route: &RouteSpec, info: &ConnInfo, serv
     out.clear();
     out.extend_from_slice(req.method.get(buf));
     out.push(b' ');
-    let (lead, rest) = upstream_target(route, req.target.get(buf));
+    let (lead, rest) = upstream_target(route, req.path(buf));
     out.extend_from_slice(lead);
     out.extend_from_slice(rest);
     out.extend_from_slice(b" HTTP/1.1\r\n");
@@ -318,8 +318,16 @@ fn build_upstream_head(b: &mut Buffers, route: &RouteSpec, info: &ConnInfo, serv
     } else {
         b"\r\nvia: 1.1 ringway\r\n"
     });
-    if req.host.is_none() {
-        let _ = write!(out, "host: {server}\r\n");
+    match (req.authority, req.host) {
+        (Some(authority), _) => {
+            out.extend_from_slice(b"host: ");
+            out.extend_from_slice(authority.get(buf));
+            out.extend_from_slice(b"\r\n");
+        }
+        (None, None) => {
+            let _ = write!(out, "host: {server}\r\n");
+        }
+        (None, Some(_)) => {}
     }
     match req.body {
         BodyKind::Length(n) => {
