@@ -100,7 +100,9 @@ impl Pools {
             }
             (i, p.servers[i].addr, p.send_timeout)
         };
-        let stream = connect(addr, connect_timeout, send_timeout).await?;
+        // Boxed: the connect timer is large and 128-byte aligned; keeping it out of the caller's
+        // future keeps every exchange small (connects are rare with keep-alive pools).
+        let stream = Box::pin(connect(addr, connect_timeout, send_timeout)).await?;
         Ok(UpConn {
             stream,
             server,
