@@ -149,6 +149,12 @@ impl Gateway {
     }
 
     /// Everything the gateway wrote to stdout and stderr so far.
+    /// Where the running gateway's config file is (rewrite it, then SIGHUP to reload).
+    #[allow(dead_code)]
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("ringway.toml")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
