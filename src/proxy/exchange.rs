@@ -180,7 +180,12 @@ async fn forward<S: Stream>(
         }
     };
     if !body.complete() {
-        return duplex(client, conn, b, &mut body, info, g, route, w, f, pipes).await;
+        // Boxed: two directions in flight make the largest state; every exchange future (held
+        // for a whole event stream) would otherwise be that large.
+        return Box::pin(duplex(
+            client, conn, b, &mut body, info, g, route, w, f, pipes,
+        ))
+        .await;
     }
     f.status = b.resp.status;
     if b.resp.status == 101 {
