@@ -205,10 +205,7 @@ where
     client_write(client, b).await?;
     // Streams are relayed read by read (no batching) under the stream idle timeout, watching
     // for the client to leave (see `relay::stream`).
-    let event_stream = b.resp.headers.iter().any(|h| {
-        h.name.get(&b.ubuf).eq_ignore_ascii_case(b"content-type")
-            && stream::is_event_stream(h.value.get(&b.ubuf))
-    });
+    let event_stream = is_event_stream(b);
     let streaming = matches!(b.resp.body, BodyKind::Chunked | BodyKind::Close) || event_stream;
     let (timeout, mut watch) = if streaming {
         (t.stream_idle, stream::Watch::new(client.as_stream()))
@@ -258,6 +255,14 @@ where
     Ok(Keep {
         client: keep_client,
         upstream: b.resp.keep_alive && relay.clean,
+    })
+}
+
+/// True when the response head says `Content-Type: text/event-stream`.
+fn is_event_stream(b: &Buffers) -> bool {
+    b.resp.headers.iter().any(|h| {
+        h.name.get(&b.ubuf).eq_ignore_ascii_case(b"content-type")
+            && stream::is_event_stream(h.value.get(&b.ubuf))
     })
 }
 
