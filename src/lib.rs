@@ -9,9 +9,10 @@
 //!        └► proxy::exchange ── route → upstream head → bodies → response; the four policy
 //!             phases (request headers, request body, response headers, response body) hook in here
 //!             └► upstream ── per-worker pools and connects
-//!             └► relay ── tunnels (WebSocket, own idle timeout, half-closes passed on),
-//!                  client-watching reads of streamed responses (SSE), and zero-copy splice
-//!                  relays for bodies (per-worker pipe pool in `WorkerState::pipes`)
+//!             └► relay ── tunnels (WebSocket, own idle timeout, half-closes passed on,
+//!                  spliced both ways on plain TCP), client-watching reads of streamed
+//!                  responses (SSE; idle ones park no buffer), and zero-copy splice relays for
+//!                  bodies and tunnels (per-worker pipe pool in `WorkerState::pipes`)
 //! ```
 //!
 //! Per-worker state (`proxy::WorkerState`: pools, buffers, counters, access log) is owned by its

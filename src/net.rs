@@ -186,6 +186,28 @@ impl<S: AsyncReadRent> AsyncReadRent for ReadHalf<'_, S> {
     }
 }
 
+impl<S: CancelableAsyncReadRent> CancelableAsyncReadRent for ReadHalf<'_, S> {
+    #[inline]
+    fn cancelable_read<T: IoBufMut>(
+        &mut self,
+        buf: T,
+        c: monoio::io::CancelHandle,
+    ) -> impl std::future::Future<Output = monoio::BufResult<usize, T>> {
+        // SAFETY: see `halves`; only reads go through this half.
+        unsafe { &mut *self.0 }.cancelable_read(buf, c)
+    }
+
+    #[inline]
+    fn cancelable_readv<T: monoio::buf::IoVecBufMut>(
+        &mut self,
+        buf: T,
+        c: monoio::io::CancelHandle,
+    ) -> impl std::future::Future<Output = monoio::BufResult<usize, T>> {
+        // SAFETY: see `halves`.
+        unsafe { &mut *self.0 }.cancelable_readv(buf, c)
+    }
+}
+
 impl<S: AsyncWriteRent> AsyncWriteRent for WriteHalf<'_, S> {
     #[inline]
     fn write<T: IoBuf>(

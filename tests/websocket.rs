@@ -16,10 +16,44 @@ use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, WebSocket};
 
-fn setup(route_extra: &str) -> (Backend, Gateway) {
+/// Every tunnel case runs twice: on a `relay = "splice"` route (socket → pipe → socket) and on
+/// a `relay = "copy"` route (reads and writes through user space).
+macro_rules! both_relays {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn splice() {
+                super::$name("splice")
+            }
+
+            #[test]
+            fn copy() {
+                super::$name("copy")
+            }
+        }
+    };
+}
+
+/// Route lines for `relay` plus `extra`.
+fn route(relay: &str, extra: &str) -> String {
+    format!("relay = \"{relay}\"\n{extra}")
+}
+
+fn setup(relay: &str, route_extra: &str) -> (Backend, Gateway) {
     let backend = Backend::start(BackendOptions::default()).expect("backend");
-    let gw = Gateway::start(&config_with(free_port(), backend.addr, "", "", route_extra));
+    let gw = Gateway::start(&config_with(
+        free_port(),
+        backend.addr,
+        "",
+        "",
+        &route(relay, route_extra),
+    ));
     (backend, gw)
+}
+
+/// A gateway whose only upstream is `up` (a raw test upstream).
+fn gateway_to(up: SocketAddr, relay: &str) -> Gateway {
+    Gateway::start(&config_with(free_port(), up, "", "", &route(relay, "")))
 }
 
 fn connect(addr: SocketAddr, path: &str) -> WebSocket<TcpStream> {
@@ -50,9 +84,9 @@ fn noise(n: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
-#[test]
-fn text_binary_ping_and_large_frames_echo_identically() {
-    let (_b, gw) = setup("");
+both_relays!(text_binary_ping_and_large_frames_echo_identically);
+fn text_binary_ping_and_large_frames_echo_identically(relay: &str) {
+    let (_b, gw) = setup(relay, "");
     let mut ws = connect(gw.addr, "/ws");
     ws.send(Message::Text("hello, tunnel ✓".into())).unwrap();
     assert_eq!(next(&mut ws), Message::Text("hello, tunnel ✓".into()));
@@ -79,9 +113,9 @@ fn text_binary_ping_and_large_frames_echo_identically() {
     }
 }
 
-#[test]
-fn fragmented_messages_are_reassembled_identically() {
-    let (_b, gw) = setup("");
+both_relays!(fragmented_messages_are_reassembled_identically);
+fn fragmented_messages_are_reassembled_identically(relay: &str) {
+    let (_b, gw) = setup(relay, "");
     let mut ws = connect(gw.addr, "/ws");
     let parts: [&[u8]; 3] = [b"frag", b"mented ", b"message"];
     let text = OpCode::Data(Data::Text);
@@ -139,9 +173,9 @@ fn tcp_closed_within(s: &mut TcpStream, wait: Duration) -> bool {
     false
 }
 
-#[test]
-fn close_codes_travel_both_ways() {
-    let (_b, gw) = setup("");
+both_relays!(close_codes_travel_both_ways);
+fn close_codes_travel_both_ways(relay: &str) {
+    let (_b, gw) = setup(relay, "");
     // Client-initiated close: the server echoes the code and reason.
     let mut ws = connect(gw.addr, "/ws");
     ws.close(Some(CloseFrame {
@@ -171,9 +205,9 @@ fn close_codes_travel_both_ways() {
     assert!(tcp_closed_within(ws.get_mut(), Duration::from_secs(2)));
 }
 
-#[test]
-fn non_101_answer_is_a_normal_response() {
-    let (_b, gw) = setup("");
+both_relays!(non_101_answer_is_a_normal_response);
+fn non_101_answer_is_a_normal_response(relay: &str) {
+    let (_b, gw) = setup(relay, "");
     let mut c = Conn::connect(gw.addr);
     let upgrade = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n";
     let r = c.request(
@@ -187,9 +221,12 @@ fn non_101_answer_is_a_normal_response() {
     assert_eq!(r.status, 400);
 }
 
-#[test]
-fn idle_tunnel_is_closed_but_response_timeout_does_not_apply() {
-    let (_b, gw) = setup("response_timeout = \"300ms\"\ntunnel_idle_timeout = \"1200ms\"");
+both_relays!(idle_tunnel_is_closed_but_response_timeout_does_not_apply);
+fn idle_tunnel_is_closed_but_response_timeout_does_not_apply(relay: &str) {
+    let (_b, gw) = setup(
+        relay,
+        "response_timeout = \"300ms\"\ntunnel_idle_timeout = \"1200ms\"",
+    );
     let mut ws = connect(gw.addr, "/ws");
     // Gaps longer than the response timeout, shorter than the tunnel idle timeout.
     for i in 0..3 {
@@ -249,8 +286,8 @@ fn read_exact_buffered(c: &mut Conn, n: usize) -> Vec<u8> {
     got
 }
 
-#[test]
-fn client_half_close_reaches_upstream_which_can_still_answer() {
+both_relays!(client_half_close_reaches_upstream_which_can_still_answer);
+fn client_half_close_reaches_upstream_which_can_still_answer(relay: &str) {
     let (tx, rx) = std::sync::mpsc::channel();
     let (up, h) = raw_upgrade_upstream(move |mut s| {
         let mut got = Vec::new();
@@ -260,7 +297,7 @@ fn client_half_close_reaches_upstream_which_can_still_answer() {
         s.write_all(b" after your FIN").unwrap();
         // Dropping closes: the client must see EOF.
     });
-    let gw = Gateway::start(&config_with(free_port(), up, "", "", ""));
+    let gw = gateway_to(up, relay);
     let mut c = raw_upgrade_client(&gw);
     assert_eq!(read_exact_buffered(&mut c, 5), b"hello");
     c.stream.write_all(b"ping bytes").unwrap();
@@ -275,11 +312,11 @@ fn client_half_close_reaches_upstream_which_can_still_answer() {
     h.join().unwrap();
 }
 
-#[test]
-fn upstream_close_reaches_client_and_client_reset_reaches_upstream() {
+both_relays!(upstream_close_reaches_client_and_client_reset_reaches_upstream);
+fn upstream_close_reaches_client_and_client_reset_reaches_upstream(relay: &str) {
     // Upstream closes: the client sees EOF promptly.
     let (up, h) = raw_upgrade_upstream(drop);
-    let gw = Gateway::start(&config_with(free_port(), up, "", "", ""));
+    let gw = gateway_to(up, relay);
     let mut c = raw_upgrade_client(&gw);
     let started = Instant::now();
     assert!(
@@ -298,7 +335,7 @@ fn upstream_close_reaches_client_and_client_reset_reaches_upstream() {
         let r = s.read(&mut buf);
         tx.send(matches!(r, Ok(0) | Err(_))).unwrap();
     });
-    let gw = Gateway::start(&config_with(free_port(), up, "", "", ""));
+    let gw = gateway_to(up, relay);
     let c = raw_upgrade_client(&gw);
     let sock = socket2::SockRef::from(&c.stream);
     sock.set_linger(Some(Duration::ZERO)).unwrap(); // close sends RST
@@ -307,5 +344,68 @@ fn upstream_close_reaches_client_and_client_reset_reaches_upstream() {
         .recv_timeout(Duration::from_secs(2))
         .expect("upstream saw the end");
     assert!(ended);
+    h.join().unwrap();
+}
+
+both_relays!(upstream_half_close_reaches_client_which_can_still_send);
+fn upstream_half_close_reaches_client_which_can_still_send(relay: &str) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (up, h) = raw_upgrade_upstream(move |mut s| {
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap(); // the client still talks after our FIN
+        tx.send(got).unwrap();
+    });
+    let gw = gateway_to(up, relay);
+    let mut c = raw_upgrade_client(&gw);
+    assert!(c.is_closed(Duration::from_secs(2)), "client saw no EOF");
+    assert_eq!(c.buffered(), b"hello");
+    c.stream.write_all(b"still here").unwrap();
+    c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let got = rx.recv_timeout(Duration::from_secs(3)).expect("upstream");
+    assert_eq!(got, b"still here");
+    h.join().unwrap();
+}
+
+both_relays!(bulk_both_ways_at_once_is_byte_identical);
+/// 8 MiB each way at the same time (more than any pipe or socket buffer), then closes both
+/// ways: exercises stalls on both sides of each direction.
+fn bulk_both_ways_at_once_is_byte_identical(relay: &str) {
+    const N: usize = 8 << 20;
+    let (up, h) = raw_upgrade_upstream(|s| {
+        let mut w = s.try_clone().unwrap();
+        let sender = thread::spawn(move || {
+            w.write_all(&noise(N, 21)).unwrap();
+            w.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        let mut s = s;
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        assert!(
+            got == noise(N, 12),
+            "upstream got {} altered bytes",
+            got.len()
+        );
+        sender.join().unwrap();
+    });
+    let gw = gateway_to(up, relay);
+    let mut c = raw_upgrade_client(&gw);
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut w = c.stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        w.write_all(&noise(N, 12)).unwrap();
+        w.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut got = c.buffered().to_vec();
+    c.stream.read_to_end(&mut got).unwrap();
+    assert_eq!(&got[..5], b"hello");
+    assert!(
+        got[5..] == noise(N, 21)[..],
+        "client got {} altered bytes",
+        got.len() - 5
+    );
+    sender.join().unwrap();
     h.join().unwrap();
 }

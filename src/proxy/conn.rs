@@ -73,7 +73,7 @@ pub async fn serve<S: Stream>(mut client: S, info: ConnInfo, w: Rc<WorkerState>)
         match next {
             Next::KeepAlive => b.compact(),
             Next::Close => break,
-            Next::Upgrade(up, idle) => {
+            Next::Upgrade(up, idle, splice) => {
                 // Copied out so the 64 KiB buffer goes back to the pool with the rest.
                 let pending_up = b.ubuf.to_vec();
                 b.ubuf.clear();
@@ -87,6 +87,7 @@ pub async fn serve<S: Stream>(mut client: S, info: ConnInfo, w: Rc<WorkerState>)
                     pending_client,
                     pending_up,
                     idle,
+                    splice.then_some(&w.pipes),
                 ))
                 .await;
                 return;

@@ -36,8 +36,9 @@ pub enum Next {
     KeepAlive,
     Close,
     /// 101 Switching Protocols: the connection becomes a tunnel to this upstream connection;
-    /// bytes the upstream sent after its head are in `Buffers::ubuf`.
-    Upgrade(UpConn, Duration),
+    /// bytes the upstream sent after its head are in `Buffers::ubuf`. Carries the route's
+    /// tunnel idle timeout and whether the route allows splicing the tunnel.
+    Upgrade(UpConn, Duration, bool),
 }
 
 /// What the access log records of an exchange.
@@ -179,7 +180,8 @@ async fn forward<S: Stream>(
         }
     };
     if !body.complete() {
-        // Boxed: its state (two relays in flight) would otherwise enlarge every exchange.
+        // Boxed: two directions in flight make the largest state; every exchange future (held
+        // for a whole event stream) would otherwise be that large.
         return Box::pin(duplex(
             client, conn, b, &mut body, info, g, route, w, f, pipes,
         ))
@@ -187,7 +189,7 @@ async fn forward<S: Stream>(
     }
     f.status = b.resp.status;
     if b.resp.status == 101 {
-        return upgrade(client, b, conn, f, route.tunnel_idle_timeout).await;
+        return upgrade(client, b, conn, f, route).await;
     }
     match respond(client, &mut conn.stream, b, w, f, timeouts, pipes).await {
         Ok(keep) => finish(keep, true, conn, route.upstream, g),
@@ -387,7 +389,7 @@ async fn upgrade<S: Stream>(
     b: &mut Buffers,
     conn: UpConn,
     f: &mut Facts,
-    idle: Duration,
+    route: &RouteSpec,
 ) -> Next {
     if b.req.upgrade.is_none() {
         return reply(client, b, f, 502, "unexpected 101 from upstream", true).await;
@@ -399,7 +401,7 @@ async fn upgrade<S: Stream>(
         return Next::Close;
     }
     b.ubuf.drain(..b.resp.head_len);
-    Next::Upgrade(conn, idle)
+    Next::Upgrade(conn, route.tunnel_idle_timeout, splice_allowed(route))
 }
 
 /// Whether a route's bodies may bypass user space. `auto` splices because no policy reads

@@ -2,7 +2,7 @@
 //! written to the client, and the response body relayed under the route's read timeout.
 
 use std::mem::take;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
@@ -211,16 +211,15 @@ where
     client_write(client, b).await?;
     // Streams are relayed read by read (no batching) under the stream idle timeout, watching
     // for the client to leave (see `relay::stream`).
-    let streaming = matches!(b.resp.body, BodyKind::Chunked | BodyKind::Close)
-        || b.resp.headers.iter().any(|h| {
-            h.name.get(&b.ubuf).eq_ignore_ascii_case(b"content-type")
-                && stream::is_event_stream(h.value.get(&b.ubuf))
-        });
+    let event_stream = is_event_stream(b);
+    let streaming = matches!(b.resp.body, BodyKind::Chunked | BodyKind::Close) || event_stream;
     let (timeout, mut watch) = if streaming {
         (t.stream_idle, stream::Watch::new(client.as_stream()))
     } else {
         (t.response, stream::Watch::off())
     };
+    // Event streams idle between events from the start; other streams once a wait was long.
+    let mut quiet = event_stream;
     while !relay.done {
         if let Some(pipes) = pipes {
             if splice_body(client, up, &mut relay, pipes, f, timeout).await? {
@@ -228,14 +227,20 @@ where
             }
         }
         b.ubuf.clear();
+        if quiet {
+            release_for_wait(b);
+        }
+        let waited = Instant::now();
         let (r, buf) = stream::read_watching(
             client.as_stream(),
             up,
             take(&mut b.ubuf),
             timeout,
             &mut watch,
+            quiet,
         )
         .await;
+        quiet = streaming && (event_stream || waited.elapsed() > QUIET_AFTER);
         b.ubuf = buf;
         if b.ubuf.capacity() == 0 {
             // The read was abandoned with its buffer; the connection closes anyway.
@@ -257,6 +262,27 @@ where
         client: keep_client,
         upstream: b.resp.keep_alive && relay.clean,
     })
+}
+
+/// True when the response head says `Content-Type: text/event-stream`.
+fn is_event_stream(b: &Buffers) -> bool {
+    b.resp.headers.iter().any(|h| {
+        h.name.get(&b.ubuf).eq_ignore_ascii_case(b"content-type")
+            && stream::is_event_stream(h.value.get(&b.ubuf))
+    })
+}
+
+/// A stream whose last upstream wait took longer than this is expected to idle again, so it
+/// waits without buffers (see `release_for_wait`).
+const QUIET_AFTER: Duration = Duration::from_secs(1);
+
+/// Frees what an idle stream does not need while it waits (the read buffer is freed by
+/// `read_watching`): `out` is empty between events, and `cbuf` only has to keep the request
+/// head and any pipelined bytes. Thousands of idle event streams then cost their sockets, task
+/// and heads, not ≥ 12 KiB of buffers each; an event allocates again (cheap next to its I/O).
+fn release_for_wait(b: &mut Buffers) {
+    b.out = Vec::new();
+    b.cbuf.shrink_to_fit();
 }
 
 /// Untimed: the listener's send_timeout is the socket's TCP_USER_TIMEOUT, which fails a write

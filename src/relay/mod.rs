@@ -1,7 +1,8 @@
 //! Relays that move bytes between a client and an upstream once framing is settled: the
-//! bidirectional tunnel for upgraded connections (WebSocket), the client-watching reads of
-//! streamed responses (server-sent events), and the zero-copy splice relay for
-//! length-delimited bodies with its per-worker pipe pool.
+//! bidirectional tunnel for upgraded connections (WebSocket; spliced both ways on plain TCP),
+//! the client-watching, buffer-free-when-idle reads of streamed responses (server-sent
+//! events), and the zero-copy splice relays (length-delimited bodies, tunnel directions until
+//! EOF) with their per-worker pipe pool.
 
 pub mod pipes;
 pub mod splice;

@@ -1,5 +1,6 @@
-//! Zero-copy relay of a length-delimited body: socket → pipe → socket with splice(2), so body
-//! bytes never enter user space.
+//! Zero-copy relays: socket → pipe → socket with splice(2), so the bytes never enter user space.
+//! [`relay`] moves a length-delimited body; [`pump`] moves one direction of a tunnel until EOF.
+//! Both share the same non-blocking splice steps and readiness waits.
 //!
 //! Why not monoio's own tools: `monoio::io::zero_copy` copies to EOF (a body ends at its length,
 //! and a pipelined message may follow), 4 KiB at a time, through a new pipe per call; its io_uring
@@ -9,15 +10,17 @@
 //!
 //! Bounds: never more than the remaining body is spliced from the source, so the next message
 //! stays in the socket; the pipe (`pipe_size`) is the only buffer, so a slow reader on the far
-//! side stops the relay from reading instead of making it buffer.
+//! side stops the relay from reading instead of making it buffer. A pump runs to the source's
+//! EOF, so `left` is unbounded there.
 
 use std::io;
 use std::os::fd::RawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::net::{with_timeout, Stream};
 
 use super::pipes::{Pipe, PipePool};
+use super::tunnel::Activity;
 
 /// How a splice relay ended short of the full length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,17 +67,9 @@ pub async fn relay<S: Stream, D: Stream>(
     len: u64,
     t: Deadlines,
 ) -> Outcome {
-    let (Some(src_fd), Some(dst_fd)) = (src.splice_fd(), dst.splice_fd()) else {
+    let Some((src_fd, dst_fd, mut pipe)) = open(pool, src, dst) else {
         return unsupported();
     };
-    let Some(mut pipe) = pool.take() else {
-        return unsupported();
-    };
-    if let Err(e) = set_nonblocking(src_fd).and_then(|_| set_nonblocking(dst_fd)) {
-        pool.put(pipe);
-        pool.disable(&e);
-        return unsupported();
-    }
     let mut r = Relay {
         src_fd,
         dst_fd,
@@ -84,12 +79,68 @@ pub async fn relay<S: Stream, D: Stream>(
     };
     let result = r.run(src, dst, t).await;
     let delivered = r.delivered;
-    if let Err(Fail::Unsupported) = result {
+    close(pool, pipe, result == Err(Fail::Unsupported));
+    Outcome { delivered, result }
+}
+
+/// How an until-EOF [`pump`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PumpEnd {
+    /// The source reached EOF and every byte before it was delivered (the caller half-closes
+    /// the destination).
+    Eof,
+    /// A splice or readiness wait failed on either side (reset, broken pipe).
+    Error,
+    /// No bytes either way on the shared clock for its timeout, or the destination took
+    /// nothing for that long (a peer that stops reading is idle too).
+    Idle,
+    /// The kernel refused splice before any byte moved: copy instead.
+    Unsupported,
+}
+
+/// Moves bytes from `src` to `dst` until the source's EOF: one direction of a tunnel. Every
+/// byte moved touches `clock`, the idle clock both directions share.
+pub async fn pump<S: Stream, D: Stream>(
+    pool: &PipePool,
+    src: &S,
+    dst: &D,
+    clock: &Activity,
+) -> PumpEnd {
+    let Some((src_fd, dst_fd, mut pipe)) = open(pool, src, dst) else {
+        return PumpEnd::Unsupported;
+    };
+    let mut r = Relay {
+        src_fd,
+        dst_fd,
+        // A tunnel has no length: the source's EOF ends it.
+        left: u64::MAX,
+        delivered: 0,
+        pipe: &mut pipe,
+    };
+    let end = r.pump(src, dst, clock).await;
+    close(pool, pipe, end == PumpEnd::Unsupported);
+    end
+}
+
+/// Both sockets' fds (made non-blocking) and a pipe, or `None` when this pair cannot splice.
+fn open<S: Stream, D: Stream>(pool: &PipePool, src: &S, dst: &D) -> Option<(RawFd, RawFd, Pipe)> {
+    let (src_fd, dst_fd) = (src.splice_fd()?, dst.splice_fd()?);
+    let pipe = pool.take()?;
+    if let Err(e) = set_nonblocking(src_fd).and_then(|_| set_nonblocking(dst_fd)) {
+        pool.put(pipe);
+        pool.disable(&e);
+        return None;
+    }
+    Some((src_fd, dst_fd, pipe))
+}
+
+/// Gives the pipe back (`put` closes one with bytes left in it); a refused splice turns splice
+/// off for this worker.
+fn close(pool: &PipePool, pipe: Pipe, refused: bool) {
+    if refused {
         pool.disable(&io::Error::from_raw_os_error(libc::EINVAL));
     }
-    // A pipe with bytes left in it is dropped (closed) by `put`.
     pool.put(pipe);
-    Outcome { delivered, result }
 }
 
 fn unsupported() -> Outcome {
@@ -124,37 +175,91 @@ impl Relay<'_> {
     ) -> Result<(), Fail> {
         let mut eof = false;
         loop {
-            let filled = if !eof { self.fill()? } else { Step::Blocked };
-            eof |= matches!(filled, Step::Eof);
-            let drained = self.drain()?;
+            let moved = self.turn(&mut eof)?;
             if self.left == 0 && self.pipe.len == 0 {
                 return Ok(());
             }
             if eof && self.pipe.len == 0 {
                 return Err(Fail::SourceEof);
             }
-            if matches!(filled, Step::Moved) || matches!(drained, Step::Moved) {
+            if moved {
                 continue;
             }
-            // Neither side moved. Bytes waiting in the pipe go first: wait for the destination;
-            // only an empty pipe waits for the source.
-            if self.pipe.len > 0 {
-                wait(
-                    dst.wait_writable(),
-                    t.write,
-                    Fail::DestTimeout,
-                    Fail::DestError,
-                )
-                .await?;
-            } else {
-                wait(
-                    src.wait_readable(),
-                    t.read,
-                    Fail::SourceTimeout,
-                    Fail::SourceError,
-                )
-                .await?;
+            let dur = if self.pipe.len > 0 { t.write } else { t.read };
+            match self.wait_side(src, dst, dur).await {
+                Waited::Ready => {}
+                Waited::Timeout(side) => return Err(side.timeout()),
+                Waited::Error(side) => return Err(side.error()),
             }
+        }
+    }
+
+    /// The loop of [`pump`]: like `run` without a length, and with the tunnel's idle rules
+    /// in place of per-wait deadlines.
+    async fn pump<S: Stream, D: Stream>(&mut self, src: &S, dst: &D, clock: &Activity) -> PumpEnd {
+        let mut eof = false;
+        // When this direction last moved a byte: a destination stalled this long is idle even
+        // while the other direction keeps the shared clock fresh (as in the copy loop).
+        let mut progress = Instant::now();
+        loop {
+            let moved = match self.turn(&mut eof) {
+                Ok(moved) => moved,
+                Err(Fail::Unsupported) => return PumpEnd::Unsupported,
+                Err(_) => return PumpEnd::Error,
+            };
+            if moved {
+                clock.touch();
+                progress = Instant::now();
+            }
+            if eof && self.pipe.len == 0 {
+                return PumpEnd::Eof;
+            }
+            if moved {
+                continue;
+            }
+            let left = match self.blocked_on() {
+                Side::Source => clock.left(),
+                Side::Dest => clock.idle().saturating_sub(progress.elapsed()),
+            };
+            if left.is_zero() {
+                return PumpEnd::Idle;
+            }
+            // A timeout only re-checks the clocks: the other direction may have been busy.
+            if let Waited::Error(_) = self.wait_side(src, dst, left).await {
+                return PumpEnd::Error;
+            }
+        }
+    }
+
+    /// One round of source → pipe → destination; true when either step moved bytes.
+    fn turn(&mut self, eof: &mut bool) -> Result<bool, Fail> {
+        let filled = if !*eof { self.fill()? } else { Step::Blocked };
+        *eof |= matches!(filled, Step::Eof);
+        let drained = self.drain()?;
+        Ok(matches!(filled, Step::Moved) || matches!(drained, Step::Moved))
+    }
+
+    /// The side a stalled relay waits for: bytes waiting in the pipe go first (destination);
+    /// only an empty pipe waits for the source.
+    fn blocked_on(&self) -> Side {
+        if self.pipe.len > 0 {
+            Side::Dest
+        } else {
+            Side::Source
+        }
+    }
+
+    /// Waits up to `dur` for the side the relay is blocked on.
+    async fn wait_side<S: Stream, D: Stream>(&self, src: &S, dst: &D, dur: Duration) -> Waited {
+        let side = self.blocked_on();
+        let r = match side {
+            Side::Dest => with_timeout(dur, dst.wait_writable()).await,
+            Side::Source => with_timeout(dur, src.wait_readable()).await,
+        };
+        match r {
+            Some(Ok(())) => Waited::Ready,
+            Some(Err(_)) => Waited::Error(side),
+            None => Waited::Timeout(side),
         }
     }
 
@@ -201,17 +306,33 @@ impl Relay<'_> {
     }
 }
 
-async fn wait<F: std::future::Future<Output = io::Result<()>>>(
-    ready: F,
-    dur: Duration,
-    timeout: Fail,
-    error: Fail,
-) -> Result<(), Fail> {
-    match with_timeout(dur, ready).await {
-        Some(Ok(())) => Ok(()),
-        Some(Err(_)) => Err(error),
-        None => Err(timeout),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Source,
+    Dest,
+}
+
+impl Side {
+    fn timeout(self) -> Fail {
+        match self {
+            Side::Source => Fail::SourceTimeout,
+            Side::Dest => Fail::DestTimeout,
+        }
     }
+
+    fn error(self) -> Fail {
+        match self {
+            Side::Source => Fail::SourceError,
+            Side::Dest => Fail::DestError,
+        }
+    }
+}
+
+/// How a readiness wait ended.
+enum Waited {
+    Ready,
+    Timeout(Side),
+    Error(Side),
 }
 
 /// Errors that mean "this kernel or socket type cannot splice", not "the peer failed".

@@ -8,17 +8,22 @@
 //! `tunnel_idle_timeout`, not its response timeout). Ending drops both sockets, closing both
 //! file descriptors.
 //!
-//! A direction is a self-contained mover with the signature of [`copy`]; for plain TCP on
-//! both sides (`Stream::splice_fd` is `Some`) a splice mover from `relay::splice` can replace
-//! it per direction without touching the end-of-tunnel rules here.
+//! For plain TCP on both sides (`Stream::splice_fd` is `Some`) on a route that allows splice,
+//! each direction is a [`splice::pump`] instead (socket → pipe → socket, no user-space copy)
+//! with its own pipe from the worker's pool, after any pending bytes were written by copy; a
+//! kernel that refuses splice falls back to [`copy`]. The end-of-tunnel rules are the same
+//! for both movers.
 
 use std::cell::Cell;
 use std::pin::pin;
 use std::time::{Duration, Instant};
 
-use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent, Splitable};
+use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent};
 
-use crate::net::{read_append_timeout, with_timeout, write_all, Read, Stream};
+use crate::net::{halves, read_append_timeout, with_timeout, write_all, AsStream, Read, Stream};
+
+use super::pipes::PipePool;
+use super::splice::{self, PumpEnd};
 
 /// Each direction's buffer starts small (a parked read owns its buffer, and 10,000 mostly
 /// quiet WebSockets must not cost 10,000 large buffers) and doubles, up to `TUNNEL_BUF_MAX`,
@@ -51,6 +56,11 @@ impl Activity {
         }
     }
 
+    /// The tunnel's idle timeout.
+    pub fn idle(&self) -> Duration {
+        self.idle
+    }
+
     pub fn touch(&self) {
         self.last.set(Instant::now());
     }
@@ -62,23 +72,60 @@ impl Activity {
 }
 
 /// Relays until both directions ended (or one failed / idled). `to_upstream` and `to_client`
-/// are bytes already read from each side (after the request / response heads).
+/// are bytes already read from each side (after the request / response heads). With `pipes`,
+/// directions splice where both sockets allow it.
 pub async fn run<C: Stream, U: Stream>(
-    client: C,
-    upstream: U,
+    mut client: C,
+    mut upstream: U,
     to_upstream: Vec<u8>,
     to_client: Vec<u8>,
     idle: Duration,
+    pipes: Option<&PipePool>,
 ) -> (End, End) {
     let act = Activity::new(idle);
-    let (mut cr, mut cw) = client.into_split();
-    let (mut ur, mut uw) = upstream.into_split();
-    let mut a = pin!(copy(&mut cr, &mut uw, to_upstream, &act));
-    let mut b = pin!(copy(&mut ur, &mut cw, to_client, &act));
+    let (mut cr, mut cw) = halves(&mut client);
+    let (mut ur, mut uw) = halves(&mut upstream);
+    let mut a = pin!(direction(&mut cr, &mut uw, to_upstream, &act, pipes));
+    let mut b = pin!(direction(&mut ur, &mut cw, to_client, &act, pipes));
     // A clean end of one direction waits for the other; an error or idle timeout ends both.
-    monoio::select! {
+    let ends = monoio::select! {
         ea = &mut a => if ea == End::Eof { (ea, b.await) } else { (ea, End::Error) },
         eb = &mut b => if eb == End::Eof { (a.await, eb) } else { (End::Error, eb) },
+    };
+    // The sockets drop (and close) when this returns.
+    ends
+}
+
+/// One direction: pending bytes by copy, then splice when possible, else copy.
+async fn direction<R, W>(
+    r: &mut R,
+    w: &mut W,
+    pending: Vec<u8>,
+    act: &Activity,
+    pipes: Option<&PipePool>,
+) -> End
+where
+    R: CancelableAsyncReadRent + AsStream,
+    W: AsyncWriteRent + AsStream,
+{
+    let Some(pool) = pipes else {
+        return copy(r, w, pending, act).await;
+    };
+    if !pending.is_empty() {
+        let (res, _) = write_all(w, pending).await;
+        if res.is_err() {
+            return End::Error;
+        }
+        act.touch();
+    }
+    match splice::pump(pool, r.as_stream(), w.as_stream(), act).await {
+        PumpEnd::Eof => {
+            let _ = w.shutdown().await;
+            End::Eof
+        }
+        PumpEnd::Error => End::Error,
+        PumpEnd::Idle => End::Idle,
+        PumpEnd::Unsupported => copy(r, w, Vec::new(), act).await,
     }
 }
 
