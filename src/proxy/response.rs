@@ -209,6 +209,31 @@ where
     let start = b.resp.head_len;
     relay.consume(b, start, f)?;
     client_write(client, b).await?;
+    if !relay.done {
+        // Boxed: the rest of a body needs timers and relays whose state would otherwise make
+        // every exchange future large (and 128-byte aligned), though most bodies are done here.
+        Box::pin(relay_rest(client, up, b, f, t, pipes, &mut relay)).await?;
+    }
+    Ok(Keep {
+        client: keep_client,
+        upstream: b.resp.keep_alive && relay.clean,
+    })
+}
+
+/// Relays the part of the response body that did not come with the head.
+async fn relay_rest<C, U>(
+    client: &mut C,
+    up: &mut U,
+    b: &mut Buffers,
+    f: &mut Facts,
+    t: Timeouts,
+    pipes: Option<&PipePool>,
+    relay: &mut ResponseBody,
+) -> Result<(), ()>
+where
+    C: AsyncWriteRent + AsStream,
+    U: AsyncReadRent + AsStream,
+{
     // Streams are relayed read by read (no batching) under the stream idle timeout, watching
     // for the client to leave (see `relay::stream`).
     let event_stream = is_event_stream(b);
@@ -222,7 +247,7 @@ where
     let mut quiet = event_stream;
     while !relay.done {
         if let Some(pipes) = pipes {
-            if splice_body(client, up, &mut relay, pipes, f, timeout).await? {
+            if splice_body(client, up, relay, pipes, f, timeout).await? {
                 continue;
             }
         }
@@ -258,10 +283,7 @@ where
         relay.consume(b, 0, f)?;
         client_write(client, b).await?;
     }
-    Ok(Keep {
-        client: keep_client,
-        upstream: b.resp.keep_alive && relay.clean,
-    })
+    Ok(())
 }
 
 /// True when the response head says `Content-Type: text/event-stream`.
