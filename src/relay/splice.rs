@@ -109,17 +109,55 @@ pub async fn pump<S: Stream, D: Stream>(
     let Some((src_fd, dst_fd, mut pipe)) = open(pool, src, dst) else {
         return PumpEnd::Unsupported;
     };
-    let mut r = Relay {
-        src_fd,
-        dst_fd,
-        // A tunnel has no length: the source's EOF ends it.
-        left: u64::MAX,
-        delivered: 0,
-        pipe: &mut pipe,
-    };
-    let end = r.pump(src, dst, clock).await;
-    close(pool, pipe, end == PumpEnd::Unsupported);
-    end
+    loop {
+        let mut r = Relay {
+            src_fd,
+            dst_fd,
+            // A tunnel has no length: the source's EOF ends it.
+            left: u64::MAX,
+            delivered: 0,
+            pipe: &mut pipe,
+        };
+        let burst = r.pump(src, dst, clock).await;
+        close(pool, pipe, burst == Burst::End(PumpEnd::Unsupported));
+        if let Burst::End(end) = burst {
+            return end;
+        }
+        // The source went quiet with the pipe empty: the pipe is back in the pool while this
+        // direction waits, so idle tunnels hold no pipes (two fds each) and a host's fd budget
+        // goes to connections.
+        if let Err(end) = wait_source(src, clock).await {
+            return end;
+        }
+        // Nothing is in flight, so if no pipe can be had the copy loop takes over losslessly.
+        pipe = match pool.take() {
+            Some(p) => p,
+            None => return PumpEnd::Unsupported,
+        };
+    }
+}
+
+/// Waits for the source of a quiet tunnel direction, checking the shared idle clock.
+async fn wait_source<S: Stream>(src: &S, clock: &Activity) -> Result<(), PumpEnd> {
+    loop {
+        let left = clock.left();
+        if left.is_zero() {
+            return Err(PumpEnd::Idle);
+        }
+        // A timeout only re-checks the clock: the other direction may have been busy.
+        match with_timeout(left, src.wait_readable()).await {
+            Some(Ok(())) => return Ok(()),
+            Some(Err(_)) => return Err(PumpEnd::Error),
+            None => {}
+        }
+    }
+}
+
+/// How one stretch of a pump ended: for good, or with the source quiet and the pipe empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Burst {
+    End(PumpEnd),
+    Quiet,
 }
 
 /// Both sockets' fds (made non-blocking) and a pipe, or `None` when this pair cannot splice.
@@ -194,9 +232,9 @@ impl Relay<'_> {
         }
     }
 
-    /// The loop of [`pump`]: like `run` without a length, and with the tunnel's idle rules
-    /// in place of per-wait deadlines.
-    async fn pump<S: Stream, D: Stream>(&mut self, src: &S, dst: &D, clock: &Activity) -> PumpEnd {
+    /// The loop of [`pump`]: like `run` without a length, with the tunnel's idle rules in place
+    /// of per-wait deadlines; it hands back (`Quiet`) instead of waiting on a quiet source.
+    async fn pump<S: Stream, D: Stream>(&mut self, src: &S, dst: &D, clock: &Activity) -> Burst {
         let mut eof = false;
         // When this direction last moved a byte: a destination stalled this long is idle even
         // while the other direction keeps the shared clock fresh (as in the copy loop).
@@ -204,29 +242,28 @@ impl Relay<'_> {
         loop {
             let moved = match self.turn(&mut eof) {
                 Ok(moved) => moved,
-                Err(Fail::Unsupported) => return PumpEnd::Unsupported,
-                Err(_) => return PumpEnd::Error,
+                Err(Fail::Unsupported) => return Burst::End(PumpEnd::Unsupported),
+                Err(_) => return Burst::End(PumpEnd::Error),
             };
             if moved {
                 clock.touch();
                 progress = Instant::now();
             }
             if eof && self.pipe.len == 0 {
-                return PumpEnd::Eof;
+                return Burst::End(PumpEnd::Eof);
             }
             if moved {
                 continue;
             }
-            let left = match self.blocked_on() {
-                Side::Source => clock.left(),
-                Side::Dest => clock.idle().saturating_sub(progress.elapsed()),
-            };
-            if left.is_zero() {
-                return PumpEnd::Idle;
+            if self.blocked_on() == Side::Source {
+                return Burst::Quiet;
             }
-            // A timeout only re-checks the clocks: the other direction may have been busy.
+            let left = clock.idle().saturating_sub(progress.elapsed());
+            if left.is_zero() {
+                return Burst::End(PumpEnd::Idle);
+            }
             if let Waited::Error(_) = self.wait_side(src, dst, left).await {
-                return PumpEnd::Error;
+                return Burst::End(PumpEnd::Error);
             }
         }
     }
