@@ -409,3 +409,26 @@ fn bulk_both_ways_at_once_is_byte_identical(relay: &str) {
     sender.join().unwrap();
     h.join().unwrap();
 }
+
+both_relays!(idle_tunnels_hold_no_pipes);
+/// An idle tunnel costs its two sockets and no pipes: a spliced direction gives its pipe back
+/// while its source is quiet (with pipes held, 9,900 tunnels would need 6 fds each and no
+/// longer fit a 20,000-fd limit).
+fn idle_tunnels_hold_no_pipes(relay: &str) {
+    let (_b, gw) = setup(relay, "");
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", gw.pid()))
+            .unwrap()
+            .count()
+    };
+    let before = fds();
+    let mut tunnels: Vec<_> = (0..40).map(|_| connect(gw.addr, "/ws")).collect();
+    for (i, ws) in tunnels.iter_mut().enumerate() {
+        ws.send(Message::text(format!("hello {i}"))).unwrap();
+        assert_eq!(next(ws), Message::text(format!("hello {i}")));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let per_tunnel = (fds() - before) as f64 / 40.0;
+    // Client and upstream socket per tunnel; the worker's small pipe pool may add a few.
+    assert!(per_tunnel < 2.5, "{per_tunnel} fds per idle tunnel");
+}
