@@ -67,9 +67,8 @@ pub struct RequestHead {
     pub upgrade: Option<Span>,
     pub expect_continue: bool,
     pub is_head: bool,
-    /// Index of the last `X-Forwarded-For` / `Via` field, which ringway appends to.
+    /// Index of the last `X-Forwarded-For` field, which ringway appends to.
     pub forwarded_for: Option<usize>,
-    pub via: Option<usize>,
 }
 
 impl RequestHead {
@@ -104,7 +103,6 @@ pub struct ResponseHead {
     pub body: BodyKind,
     /// The upstream will keep the connection open after this response.
     pub keep_alive: bool,
-    pub via: Option<usize>,
     /// Content-Length as sent, kept for HEAD and 304 answers, which carry no body.
     pub declared_length: Option<u64>,
 }
@@ -304,7 +302,6 @@ fn classify_request(
     head.upgrade = None;
     head.expect_continue = false;
     head.forwarded_for = None;
-    head.via = None;
     let mut upgrade_field = None;
     for (i, h) in fields.iter().enumerate() {
         let (name, value) = (h.name.as_bytes(), trim(h.value));
@@ -341,7 +338,6 @@ fn classify_request(
             }
             15 if eq(name, "x-forwarded-for") => head.forwarded_for = Some(i),
             17 if eq(name, "x-forwarded-proto") => hop = true,
-            3 if eq(name, "via") => head.via = Some(i),
             n => hop = is_hop_by_hop(n, name),
         }
         head.headers.push(HeaderRef {
@@ -399,12 +395,9 @@ fn classify_request(
     }
     if f.conn.names_fields {
         mark_connection_listed(buf, &mut head.headers);
-        // A listed X-Forwarded-For or Via is dropped; ringway then writes its own afresh.
+        // A listed X-Forwarded-For is dropped; ringway then writes its own afresh.
         if head.forwarded_for.is_some_and(|i| head.headers[i].hop) {
             head.forwarded_for = None;
-        }
-        if head.via.is_some_and(|i| head.headers[i].hop) {
-            head.via = None;
         }
     }
     Ok(true)
@@ -453,26 +446,23 @@ fn classify_response(
 ) -> Result<(), &'static str> {
     let mut f = Framing::default();
     head.headers.clear();
-    head.via = None;
-    for (i, h) in fields.iter().enumerate() {
+    for h in fields {
         let (name, value) = (h.name.as_bytes(), trim(h.value));
-        let mut hop = false;
-        match name.len() {
+        let hop = match name.len() {
             14 if eq(name, "content-length") => {
                 f.content_length(value)?;
-                hop = true;
+                true
             }
             17 if eq(name, "transfer-encoding") => {
                 f.transfer_encoding(value)?;
-                hop = true;
+                true
             }
             10 if eq(name, "connection") => {
                 connection_tokens(value, &mut f.conn);
-                hop = true;
+                true
             }
-            3 if eq(name, "via") => head.via = Some(i),
-            n => hop = is_hop_by_hop(n, name),
-        }
+            n => is_hop_by_hop(n, name),
+        };
         head.headers.push(HeaderRef {
             name: Span::of(buf, name),
             value: Span::of(buf, value),
