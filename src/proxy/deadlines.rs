@@ -20,6 +20,9 @@ struct Entry {
     expired: bool,
 }
 
+/// The housekeeping tick that sweeps deadlines (see `server::worker`).
+pub const TICK: Duration = Duration::from_millis(100);
+
 pub struct SocketDeadlines {
     entries: RefCell<Slab<Entry>>,
     /// Updated every tick; deadlines are as precise as the tick.
@@ -43,9 +46,11 @@ impl SocketDeadlines {
         self.insert(fd, self.now.get() + timeout)
     }
 
-    /// Like [`register`](Self::register), counting from now: never early, at most one tick late.
+    /// Like [`register`](Self::register) but never early: the deadline counts from the last
+    /// tick plus one tick, so it fires between `timeout` and `timeout` + two ticks from now,
+    /// without reading the clock on the request path.
     pub fn register_exact(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
-        self.insert(fd, Instant::now() + timeout)
+        self.insert(fd, self.now.get() + timeout + TICK)
     }
 
     fn insert(&self, fd: RawFd, deadline: Instant) -> Deadline<'_> {

@@ -153,7 +153,7 @@ async fn reject_busy(mut stream: TcpStream) {
 /// Every tick: expire client waits past their deadline. Every second: close expired pooled
 /// upstream connections and flush the access log.
 async fn housekeeping(w: Rc<WorkerState>, stop: Rc<Stop>) {
-    const TICK: Duration = Duration::from_millis(100);
+    use crate::proxy::deadlines::TICK;
     let mut ticks = 0u32;
     loop {
         monoio::select! {
