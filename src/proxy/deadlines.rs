@@ -75,6 +75,11 @@ impl SocketDeadlines {
         }
     }
 
+    /// The tick clock: the time of the last sweep (at most one tick old).
+    pub fn now(&self) -> Instant {
+        self.now.get()
+    }
+
     pub fn waiting(&self) -> usize {
         self.entries.borrow().len()
     }

@@ -148,7 +148,12 @@ async fn forward<S: Stream>(
         // The retry after a stale pooled connection always connects anew.
         let mut conn = match g
             .pools
-            .get(route.upstream, route.connect_timeout, attempt > 1)
+            .get(
+                route.upstream,
+                route.connect_timeout,
+                attempt > 1,
+                w.waits.now(),
+            )
             .await
         {
             Ok(c) => c,
@@ -193,15 +198,22 @@ async fn forward<S: Stream>(
         return upgrade(client, b, conn, f, route).await;
     }
     match respond(client, &mut conn.stream, b, w, f, timeouts, pipes).await {
-        Ok(keep) => finish(keep, true, conn, route.upstream, g),
+        Ok(keep) => finish(keep, true, conn, route, g, w),
         Err(()) => Next::Close,
     }
 }
 
 /// Pools the upstream connection and keeps the client one when both sides ended cleanly.
-fn finish(keep: Keep, request_done: bool, conn: UpConn, upstream: usize, g: &Generation) -> Next {
+fn finish(
+    keep: Keep,
+    request_done: bool,
+    conn: UpConn,
+    route: &RouteSpec,
+    g: &Generation,
+    w: &WorkerState,
+) -> Next {
     if keep.upstream && request_done {
-        g.pools.put(upstream, conn);
+        g.pools.put(route.upstream, conn, w.waits.now());
     }
     if keep.client && request_done {
         Next::KeepAlive
@@ -284,7 +296,7 @@ async fn duplex<S: Stream>(
     b.bout = bout;
     let request_done = matches!(up_result, Some(Ok(())));
     match (up_result, down_result) {
-        (_, Some(Ok(keep))) => finish(keep, request_done, conn, route.upstream, g),
+        (_, Some(Ok(keep))) => finish(keep, request_done, conn, route, g, w),
         _ if responded.get() => Next::Close,
         (Some(Err(SendError::Client)), _) => Next::Close,
         (Some(Err(e)), None) => reply(client, b, f, e.status(), e.message(), true).await,

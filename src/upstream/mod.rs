@@ -84,12 +84,13 @@ impl Pools {
         upstream: usize,
         connect_timeout: Duration,
         fresh: bool,
+        now: Instant,
     ) -> Result<UpConn, ConnectError> {
         let (server, addr, send_timeout) = {
             let mut p = self.upstreams[upstream].borrow_mut();
             let i = p.next.get();
             p.next.set((i + 1) % p.servers.len());
-            if let Some(stream) = p.take_idle(i).filter(|_| !fresh) {
+            if let Some(stream) = p.take_idle(i, now).filter(|_| !fresh) {
                 let addr = p.servers[i].addr;
                 return Ok(UpConn {
                     stream,
@@ -112,14 +113,15 @@ impl Pools {
     }
 
     /// Returns a connection that finished a clean exchange.
-    pub fn put(&self, upstream: usize, conn: UpConn) {
+    /// `now` is the worker's tick clock: idle ages need no clock read per request.
+    pub fn put(&self, upstream: usize, conn: UpConn, now: Instant) {
         let mut p = self.upstreams[upstream].borrow_mut();
         let max = p.max_idle;
         let s = &mut p.servers[conn.server];
         if s.idle.len() < max {
             s.idle.push(Idle {
                 stream: conn.stream,
-                since: Instant::now(),
+                since: now,
             });
         }
     }
@@ -153,11 +155,11 @@ impl Pools {
 
 impl UpstreamPool {
     /// Most recently used first: it is the least likely to have been closed by the server.
-    fn take_idle(&mut self, server: usize) -> Option<TcpStream> {
+    fn take_idle(&mut self, server: usize, now: Instant) -> Option<TcpStream> {
         let t = self.idle_timeout;
         let idle = &mut self.servers[server].idle;
         while let Some(c) = idle.pop() {
-            if c.since.elapsed() < t {
+            if now.saturating_duration_since(c.since) < t {
                 return Some(c.stream);
             }
         }
