@@ -20,6 +20,7 @@
 //! which a reload swaps.
 
 pub mod accesslog;
+pub mod alloc;
 pub mod backend;
 pub mod config;
 pub mod demo;

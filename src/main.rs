@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: ringway::alloc::MiMalloc = ringway::alloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
