@@ -428,3 +428,29 @@ fn reset_pooled_connection_races() {
         "the POST went to the reset connection only"
     );
 }
+
+/// A refused connect sent nothing, so the request moves on to the upstream's next server: one
+/// dead server out of two costs no failed requests (POSTs included), and all dead is still 502.
+#[test]
+fn refused_server_fails_over_to_the_next() {
+    let b = backend();
+    let dead = format!("127.0.0.1:{}", free_port());
+    let cfg = config_with(free_port(), b.addr, "", "", "").replace(
+        &format!("servers = [\"{}\"]", b.addr),
+        &format!("servers = [\"{dead}\", \"{}\"]", b.addr),
+    );
+    let gw = Gateway::start(&cfg);
+    let mut c = gw.conn();
+    for i in 0..6 {
+        assert_eq!(c.request(&get("/size/3")).status, 200, "GET {i}");
+        let post = c.request(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
+        assert_eq!(
+            (post.status, post.body.as_slice()),
+            (200, &b"hi"[..]),
+            "POST {i}"
+        );
+    }
+    let all_dead = config_with(free_port(), dead.parse().unwrap(), "", "", "");
+    let gw = Gateway::start(&all_dead);
+    json_error(&gw.conn().request(&get("/")), 502);
+}

@@ -143,6 +143,9 @@ async fn forward<S: Stream>(
         stream_idle: route.stream_idle_timeout,
     };
     let mut attempt = 0;
+    // A refused connect sent nothing, so any request may move on to the next server.
+    let mut refused = 0;
+    let servers = g.snap.upstreams[route.upstream].servers.len();
     let mut conn = loop {
         attempt += 1;
         // The retry after a stale pooled connection always connects anew.
@@ -157,6 +160,11 @@ async fn forward<S: Stream>(
             .await
         {
             Ok(c) => c,
+            Err(ConnectError::Failed(_, _)) if refused + 1 < servers => {
+                refused += 1;
+                attempt -= 1;
+                continue;
+            }
             Err(ConnectError::Failed(_, _)) => {
                 return reply(client, b, f, 502, "upstream unavailable", false).await
             }
