@@ -454,3 +454,41 @@ fn refused_server_fails_over_to_the_next() {
     let gw = Gateway::start(&all_dead);
     json_error(&gw.conn().request(&get("/")), 502);
 }
+
+/// Passive health: a server whose connect timed out is skipped for `fail_timeout`, so only
+/// the first request pays the connect timeout; the request itself fails over to the next server.
+#[test]
+fn timed_out_server_is_skipped_after_one_failure() {
+    let b = backend();
+    let (_listener, _fill, stuck) = blackhole();
+    let cfg = config_with(
+        free_port(),
+        b.addr,
+        "",
+        "connect_timeout = \"300ms\"\nfail_timeout = \"30s\"",
+        "",
+    )
+    .replace(
+        &format!("servers = [\"{}\"]", b.addr),
+        &format!("servers = [\"{stuck}\", \"{}\"]", b.addr),
+    );
+    let gw = Gateway::start(&cfg);
+    let mut c = gw.conn();
+    let first = Instant::now();
+    assert_eq!(c.request(&get("/size/3")).status, 200);
+    assert!(
+        first.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        first.elapsed()
+    );
+    let rest = Instant::now();
+    for _ in 0..6 {
+        // Fresh connections too, so no pooled upstream connection hides a skipped server.
+        assert_eq!(gw.conn().request(&get("/size/3")).status, 200);
+    }
+    assert!(
+        rest.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        rest.elapsed()
+    );
+}

@@ -147,6 +147,9 @@ pub struct Upstream {
     /// Idle keep-alive connections kept per worker (per server).
     #[serde(default = "defaults::max_idle")]
     pub max_idle: usize,
+    /// A server whose connect failed is skipped this long (while another server is up).
+    #[serde(default = "defaults::fail_timeout")]
+    pub fail_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -248,6 +251,9 @@ mod defaults {
     }
     pub fn upstream_idle_timeout() -> Duration {
         Duration::from_secs(60)
+    }
+    pub fn fail_timeout() -> Duration {
+        Duration::from_secs(10)
     }
     pub fn max_idle() -> usize {
         64

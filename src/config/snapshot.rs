@@ -54,6 +54,7 @@ pub struct UpstreamSpec {
     pub response_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_idle: usize,
+    pub fail_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -153,6 +154,7 @@ impl Snapshot {
                 response_timeout: u.response_timeout.0,
                 idle_timeout: u.idle_timeout.0,
                 max_idle: u.max_idle,
+                fail_timeout: u.fail_timeout.0,
             });
         }
 

@@ -143,7 +143,7 @@ async fn forward<S: Stream>(
         stream_idle: route.stream_idle_timeout,
     };
     let mut attempt = 0;
-    // A refused connect sent nothing, so any request may move on to the next server.
+    // Failed connects so far; each moves the request to the upstream's next server.
     let mut refused = 0;
     let servers = g.snap.upstreams[route.upstream].servers.len();
     let mut conn = loop {
@@ -160,7 +160,8 @@ async fn forward<S: Stream>(
             .await
         {
             Ok(c) => c,
-            Err(ConnectError::Failed(_, _)) if refused + 1 < servers => {
+            // Nothing was sent on a failed connect, so any request may try the next server.
+            Err(ConnectError::Failed(..) | ConnectError::Timeout(_)) if refused + 1 < servers => {
                 refused += 1;
                 attempt -= 1;
                 continue;

@@ -28,6 +28,9 @@ struct Idle {
 struct ServerPool {
     addr: SocketAddr,
     idle: Vec<Idle>,
+    /// Passive health: after a failed connect the server is skipped until then (while
+    /// another server is up), so requests stop paying for a dead server's connects.
+    down_until: Option<Instant>,
 }
 
 struct UpstreamPool {
@@ -37,6 +40,8 @@ struct UpstreamPool {
     idle_timeout: Duration,
     /// Unacknowledged writes older than this fail (TCP_USER_TIMEOUT): the write timeout.
     send_timeout: Duration,
+    /// How long a server whose connect failed is skipped.
+    fail_timeout: Duration,
 }
 
 /// Why no connection could be had.
@@ -65,12 +70,14 @@ impl Pools {
                         .map(|&addr| ServerPool {
                             addr,
                             idle: Vec::new(),
+                            down_until: None,
                         })
                         .collect(),
                     next: Cell::new(0),
                     max_idle: u.max_idle,
                     idle_timeout: u.idle_timeout,
                     send_timeout: u.response_timeout,
+                    fail_timeout: u.fail_timeout,
                 })
             })
             .collect();
@@ -88,8 +95,7 @@ impl Pools {
     ) -> Result<UpConn, ConnectError> {
         let (server, addr, send_timeout) = {
             let mut p = self.upstreams[upstream].borrow_mut();
-            let i = p.next.get();
-            p.next.set((i + 1) % p.servers.len());
+            let i = p.next_up(now);
             if let Some(stream) = p.take_idle(i, now).filter(|_| !fresh) {
                 let addr = p.servers[i].addr;
                 return Ok(UpConn {
@@ -103,13 +109,23 @@ impl Pools {
         };
         // Boxed: the connect timer is large and 128-byte aligned; keeping it out of the caller's
         // future keeps every exchange small (connects are rare with keep-alive pools).
-        let stream = Box::pin(connect(addr, connect_timeout, send_timeout)).await?;
+        let connected = Box::pin(connect(addr, connect_timeout, send_timeout)).await;
+        let stream = connected.inspect_err(|_| self.mark_down(upstream, server, now))?;
         Ok(UpConn {
             stream,
             server,
             addr,
             reused: false,
         })
+    }
+
+    /// Skips `server` for the upstream's `fail_timeout` (its pooled connections go with it).
+    fn mark_down(&self, upstream: usize, server: usize, now: Instant) {
+        let mut p = self.upstreams[upstream].borrow_mut();
+        let until = now + p.fail_timeout;
+        let s = &mut p.servers[server];
+        s.down_until = Some(until);
+        s.idle.clear();
     }
 
     /// Returns a connection that finished a clean exchange.
@@ -154,6 +170,19 @@ impl Pools {
 }
 
 impl UpstreamPool {
+    /// The next server in turn that is not marked down; when all are, the next in turn (a
+    /// request still gets its try, and a server that came back is found).
+    fn next_up(&self, now: Instant) -> usize {
+        let n = self.servers.len();
+        let start = self.next.get();
+        let pick = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| self.servers[i].down_until.is_none_or(|t| t <= now))
+            .unwrap_or(start);
+        self.next.set((pick + 1) % n);
+        pick
+    }
+
     /// Most recently used first: it is the least likely to have been closed by the server.
     fn take_idle(&mut self, server: usize, now: Instant) -> Option<TcpStream> {
         let t = self.idle_timeout;
