@@ -1,6 +1,7 @@
-//! Per-worker upstream connections: round-robin server choice, connect with a deadline, and a
-//! pool of idle keep-alive connections. A pool belongs to one worker; nothing here is shared
-//! across threads, so there are no locks.
+//! Per-worker upstream connections: round-robin server choice that skips servers marked down
+//! after a failed connect (passive health), connect with a deadline, and a pool of idle
+//! keep-alive connections. A pool belongs to one worker; nothing here is shared across threads,
+//! so there are no locks.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -44,10 +45,11 @@ struct UpstreamPool {
     fail_timeout: Duration,
 }
 
-/// Why no connection could be had.
+/// Why no connection could be had. Either way the server is marked down and the caller may
+/// try the upstream's next server; when none is left the client gets the status below.
 #[derive(Debug)]
 pub enum ConnectError {
-    /// Refused, unreachable, reset: answer 502 at once.
+    /// Refused, unreachable, reset: 502 at once.
     Failed(SocketAddr, io::Error),
     /// No answer within the connect timeout: 504.
     Timeout(SocketAddr),
