@@ -73,13 +73,8 @@ impl AccessLog {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        let _ = write!(
-            b,
-            "{}.{:03} {} \"",
-            now.as_secs(),
-            now.subsec_millis(),
-            e.client
-        );
+        push_timestamp(&mut b, now);
+        let _ = write!(b, " {} \"", e.client);
         b.extend_from_slice(e.method);
         b.push(b' ');
         push_escaped(&mut b, e.target);
@@ -117,5 +112,49 @@ fn push_escaped(b: &mut Vec<u8>, s: &[u8]) {
         } else {
             let _ = write!(b, "\\x{c:02x}");
         }
+    }
+}
+
+/// `2026-11-26T21:40:14.123Z` (UTC, RFC 3339), without a time-zone database.
+fn push_timestamp(b: &mut Vec<u8>, since_epoch: Duration) {
+    let secs = since_epoch.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    let _ = write!(
+        b,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since_epoch.subsec_millis()
+    );
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let mut b = Vec::new();
+        push_timestamp(&mut b, Duration::from_millis(1_795_722_391_245));
+        assert_eq!(String::from_utf8(b).unwrap(), "2026-11-26T19:46:31.245Z");
+        let mut b = Vec::new();
+        push_timestamp(&mut b, Duration::from_secs(951_782_400)); // leap day 2000
+        assert_eq!(String::from_utf8(b).unwrap(), "2000-02-29T00:00:00.000Z");
     }
 }
