@@ -240,11 +240,13 @@ impl<S: AsyncWriteRent> AsyncWriteRent for WriteHalf<'_, S> {
     }
 }
 
-/// A relay buffer that a read filled completely is doubled (up to 64 KiB), so long bodies move
-/// in fewer, larger reads while short exchanges keep small buffers.
+/// The largest a relay buffer grows (see [`grow_if_full`]).
+pub const RELAY_BUF_MAX: usize = 64 * 1024;
+
+/// A relay buffer that a read filled completely is doubled (up to [`RELAY_BUF_MAX`]), so long
+/// bodies move in fewer, larger reads while short exchanges keep small buffers.
 pub fn grow_if_full(buf: &mut Vec<u8>) {
-    const MAX: usize = 64 * 1024;
-    if buf.len() == buf.capacity() && buf.capacity() < MAX {
+    if buf.len() == buf.capacity() && buf.capacity() < RELAY_BUF_MAX {
         buf.reserve(buf.capacity());
     }
 }

@@ -79,10 +79,6 @@ impl SocketDeadlines {
     pub fn now(&self) -> Instant {
         self.now.get()
     }
-
-    pub fn waiting(&self) -> usize {
-        self.entries.borrow().len()
-    }
 }
 
 /// A registered wait; dropping it deregisters.

@@ -60,9 +60,8 @@ pub struct WorkerState {
 }
 
 /// Starting size of each connection buffer: enough for typical heads and small bodies; body
-/// relays grow theirs (up to `BUF_MAX`) when reads keep filling them.
+/// relays grow theirs (up to `net::RELAY_BUF_MAX`) when reads keep filling them.
 pub const BUF_START: usize = 4 * 1024;
-pub const BUF_MAX: usize = 64 * 1024;
 
 /// Free buffer sets kept for reuse; more than this go back to the allocator.
 const BUFFER_POOL_MAX: usize = 64;

@@ -20,16 +20,17 @@ use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent};
 
-use crate::net::{halves, read_append_timeout, with_timeout, write_all, AsStream, Read, Stream};
+use crate::net::{
+    grow_if_full, halves, read_append_timeout, with_timeout, write_all, AsStream, Read, Stream,
+};
 
 use super::pipes::PipePool;
 use super::splice::{self, PumpEnd};
 
 /// Each direction's buffer starts small (a parked read owns its buffer, and 10,000 mostly
-/// quiet WebSockets must not cost 10,000 large buffers) and doubles, up to `TUNNEL_BUF_MAX`,
-/// whenever a read fills it (bulk transfers).
+/// quiet WebSockets must not cost 10,000 large buffers) and grows with `grow_if_full` whenever
+/// a read fills it (bulk transfers).
 const TUNNEL_BUF_START: usize = 4 * 1024;
-const TUNNEL_BUF_MAX: usize = 64 * 1024;
 
 /// How a direction ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +156,6 @@ where
         match res {
             Ok(Read::Data(_)) => {
                 act.touch();
-                let full = buf.len() == buf.capacity();
                 // A peer that stops reading stalls this write; that is idleness too.
                 let Some((res, b)) = with_timeout(act.idle, write_all(w, buf)).await else {
                     return End::Idle;
@@ -165,10 +165,7 @@ where
                     return End::Error;
                 }
                 act.touch();
-                if full && buf.capacity() < TUNNEL_BUF_MAX {
-                    buf.clear();
-                    buf.reserve(buf.capacity() * 2);
-                }
+                grow_if_full(&mut buf);
             }
             // The other direction may have been busy; re-check against the shared clock.
             Ok(Read::Timeout) => continue,

@@ -155,20 +155,6 @@ impl Pools {
             }
         }
     }
-
-    /// Idle connections held, for metrics and tests.
-    pub fn idle_count(&self) -> usize {
-        self.upstreams
-            .iter()
-            .map(|p| {
-                p.borrow()
-                    .servers
-                    .iter()
-                    .map(|s| s.idle.len())
-                    .sum::<usize>()
-            })
-            .sum()
-    }
 }
 
 impl UpstreamPool {
