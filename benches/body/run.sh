@@ -4,13 +4,14 @@
 # backend alone as the baseline. Prints MiB/s and proxy CPU per MiB (user/sys from
 # /proc/PID/stat), then strace -c syscall counts of ringway in splice and copy mode.
 #
-# Usage: benches/body/run.sh [seconds-per-run (5)] [connections (8)]
+# Usage: [PIPE_SIZE=64KiB] benches/body/run.sh [seconds-per-run (5)] [connections (8)]
 # Needs: cargo build --release; apt-get install nginx-light haproxy wrk strace
 # Kills only the processes it started (trap EXIT).
 set -euo pipefail
 
 DUR=${1:-5}
 CONNS=${2:-8}
+PIPE_SIZE=${PIPE_SIZE:-64KiB}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${RINGWAY_BIN:-$ROOT/target/release/ringway}
 WORK=$(mktemp -d /tmp/ringway-body-bench.XXXXXX)
@@ -48,7 +49,7 @@ start_ringway() { # mode port [driver]
 workers = 1
 io_driver = "${3:-auto}"
 host_check = "warn"
-pipe_size = "1MiB"
+pipe_size = "$PIPE_SIZE"
 [access_log]
 enabled = false
 [[listeners]]
@@ -148,8 +149,8 @@ run() {
     if [ "$method" = GET ]; then
         url="http://127.0.0.1:$port/size/$size"
     else
-        # Upload: the backend reads and discards the body, answers with an empty body. (/echo
-        # is not used: ringway's exchange is half-duplex, see README.)
+        # Upload: the backend reads and discards the body and answers with an empty body, so
+        # only the request body crosses the proxy.
         url="http://127.0.0.1:$port/size/0"
         args=(-s "$(post_script "$size")")
     fi
@@ -184,7 +185,7 @@ NGINX=$(free_port); start_nginx "$NGINX"
 P_NGINX="${PIDS[-1]} $(pgrep -P "${PIDS[-1]}" | tr '\n' ' ')"
 HAP=$(free_port); start_haproxy "$HAP"; P_HAP=${PIDS[-1]}
 
-echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) cores, wrk -t1 -c$CONNS -d${DUR}s, 1 proxy worker each"
+echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) cores, wrk -t1 -c$CONNS -d${DUR}s, 1 proxy worker each, ringway pipe_size $PIPE_SIZE"
 for method in GET POST; do
     for size in 1048576 16777216; do
         run direct "$BACKEND" "$method" "$size"
