@@ -245,9 +245,28 @@ fn count_byte(s: &[u8], b: u8) -> usize {
     n + chunks.remainder().iter().filter(|&&x| x == b).count()
 }
 
+/// Case-insensitive match of a field name or token against a lowercase `lower` made of
+/// letters, digits and '-', eight bytes per step. OR-ing 0x20 folds ASCII capitals; every byte
+/// of such a target has bit 5 set, so the only other byte folding onto it is a control
+/// character (for '-' it is CR), which httparse never lets into a name or value.
 #[inline]
-fn eq(a: &[u8], b: &str) -> bool {
-    a.eq_ignore_ascii_case(b.as_bytes())
+fn eq(a: &[u8], lower: &str) -> bool {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let b = lower.as_bytes();
+    debug_assert!(b
+        .iter()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-'));
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x | 0x20 == *y);
+    }
+    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    // Whole words, then one last word ending at the end (overlapping the previous one).
+    (0..n / 8).all(|k| word(a, 8 * k) | FOLD == word(b, 8 * k))
+        && word(a, n - 8) | FOLD == word(b, n - 8)
 }
 
 /// Framing facts gathered from the header fields of either head.
@@ -304,7 +323,8 @@ fn classify_request(
     head.forwarded_for = None;
     let mut upgrade_field = None;
     for (i, h) in fields.iter().enumerate() {
-        let (name, value) = (h.name.as_bytes(), trim(h.value));
+        // httparse has trimmed the value's leading and trailing whitespace.
+        let (name, value) = (h.name.as_bytes(), h.value);
         let mut hop = false;
         match name.len() {
             4 if eq(name, "host") => {
@@ -447,7 +467,8 @@ fn classify_response(
     let mut f = Framing::default();
     head.headers.clear();
     for h in fields {
-        let (name, value) = (h.name.as_bytes(), trim(h.value));
+        // httparse has trimmed the value's leading and trailing whitespace.
+        let (name, value) = (h.name.as_bytes(), h.value);
         let hop = match name.len() {
             14 if eq(name, "content-length") => {
                 f.content_length(value)?;
@@ -566,9 +587,26 @@ fn is_hop_by_hop(len: usize, name: &[u8]) -> bool {
     }
 }
 
+/// Bytes a Host value or authority may hold: letters, digits, unreserved and sub-delims,
+/// ':' and '[' ']' (ports, IPv6) and '%' (escapes).
+const HOST_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = (c as u8).is_ascii_alphanumeric();
+        c += 1;
+    }
+    let extra = b"-._~:[]!$&'()*+,;=%";
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 fn valid_host(h: &[u8]) -> bool {
-    h.iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b"-._~:[]!$&'()*+,;=%".contains(&b))
+    h.iter().all(|&b| HOST_BYTES[b as usize])
 }
 
 fn trim(v: &[u8]) -> &[u8] {
@@ -783,5 +821,31 @@ mod tests {
         assert!(resp("HTTP/1.1 200 OK\nContent-Length: 3\n\n", false).is_err());
         assert!(resp("HTTP/1.1 200 O\rK\r\nX: 1\n\r\n", false).is_err());
         assert!(resp("HTTP/1.1 200 OK\r\nX: 1\n\r\n", false).is_err());
+    }
+
+    #[test]
+    fn folded_compare() {
+        assert!(eq(b"Content-Length", "content-length"));
+        assert!(eq(b"CONTENT-LENGTH", "content-length"));
+        assert!(eq(b"content-lengtH", "content-length"));
+        assert!(eq(b"HoSt", "host"));
+        assert!(eq(b"Transfer-Encoding", "transfer-encoding"));
+        assert!(eq(b"100-Continue", "100-continue"));
+        assert!(!eq(b"content_length", "content-length"));
+        assert!(!eq(b"content-lengtx", "content-length"));
+        assert!(!eq(b"xontent-length", "content-length"));
+        assert!(!eq(b"content-length ", "content-length"));
+        assert!(!eq(b"hosts", "host"));
+    }
+
+    #[test]
+    fn host_bytes() {
+        assert!(valid_host(b"example.com:8080"));
+        assert!(valid_host(b"[::1]:80"));
+        assert!(valid_host(b"a-b_c~d%20"));
+        assert!(!valid_host(b"a b"));
+        assert!(!valid_host(b"a/b"));
+        assert!(!valid_host(b"a@b"));
+        assert!(!valid_host(b"\x80"));
     }
 }
