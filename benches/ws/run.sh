@@ -5,6 +5,7 @@
 #   benches/ws/run.sh --quick    # 100 connections x 5 s
 #   CONNS=5000 DURATION=30 benches/ws/run.sh
 #   DIRECT=1 benches/ws/run.sh   # baseline: the same client straight to the backend
+#   RELAY=copy benches/ws/run.sh # the route's relay mode (auto | splice | copy)
 #
 # Every process raises its soft RLIMIT_NOFILE to the hard limit. A tunnel costs ringway two
 # fds (client + upstream), so with a hard limit of 20,000 one gateway holds at most ~9,900
@@ -25,7 +26,7 @@ else
     MAXC=$(( (HARD - 200) / 2 )); (( MAXC > 10000 )) && MAXC=10000
     CONNS=${CONNS:-$MAXC}; DURATION=${DURATION:-60}
 fi
-RATE=${RATE:-10}; SIZE=${SIZE:-500}
+RATE=${RATE:-10}; SIZE=${SIZE:-500}; RELAY=${RELAY:-auto}
 WORKERS=${WORKERS:-2}; BACKEND_THREADS=${BACKEND_THREADS:-1}; CLIENT_THREADS=${CLIENT_THREADS:-1}
 
 build_soak ws
@@ -34,8 +35,8 @@ BPORT=$(free_port); GPORT=$(free_port)
 DIR=$(mktemp -d /tmp/ringway-ws-soak.XXXXXX)
 trap stop_started EXIT
 
-start_soak "$DIR" "$BPORT" "$GPORT" "$WORKERS" "$BACKEND_THREADS" 'tunnel_idle_timeout = "120s"'
-echo "gateway pid $GW on :$GPORT (workers $WORKERS), backend :$BPORT (threads $BACKEND_THREADS); nofile hard $HARD; $(nproc) CPUs" >&2
+start_soak "$DIR" "$BPORT" "$GPORT" "$WORKERS" "$BACKEND_THREADS" 'tunnel_idle_timeout = "120s"' "relay = \"$RELAY\""
+echo "gateway pid $GW on :$GPORT (workers $WORKERS), backend :$BPORT (threads $BACKEND_THREADS); relay $RELAY; nofile hard $HARD; $(nproc) CPUs" >&2
 TARGET=$GPORT
 if [[ "${DIRECT:-0}" == 1 ]]; then TARGET=$BPORT; echo "DIRECT=1: client talks to the backend itself (baseline)" >&2; fi
 "$CLIENT" --run --addr "127.0.0.1:$TARGET" --conns "$CONNS" --rate "$RATE" --size "$SIZE" \
