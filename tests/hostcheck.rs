@@ -252,7 +252,7 @@ const CASES: &[Case] = &[
     },
     Case {
         what: "pipe-max-size",
-        sysctls: &[("fs.pipe-max-size", "65536")],
+        sysctls: &[("fs.pipe-max-size", "32768")],
         remove: &[],
         live: NONE,
         expect: &[("fs.pipe-max-size", Fail)],
