@@ -56,14 +56,37 @@ pub enum Read {
 
 /// Reads into the spare capacity of `buf` (appending), growing it first if it is full so a
 /// full buffer is never mistaken for EOF.
-pub async fn read_append<S: AsyncReadRent>(
+///
+/// Not an `async fn`: the returned future is the read in flight and nothing else (an async
+/// fn or block would also keep its arguments, or a second copy of the read), and it sits
+/// inside every waiting connection's state.
+pub fn read_append<S: AsyncReadRent>(
     s: &mut S,
     mut buf: Vec<u8>,
-) -> (io::Result<usize>, Vec<u8>) {
+) -> IntoVec<impl std::future::Future<Output = monoio::BufResult<usize, SliceMut<Vec<u8>>>> + '_> {
     reserve_for_read(&mut buf);
     let len = buf.len();
-    let (r, slice) = s.read(buf.slice_mut(len..)).await;
-    (r, slice.into_inner())
+    IntoVec(s.read(buf.slice_mut(len..)))
+}
+
+/// A read into a slice of a `Vec`, resolving to the whole `Vec`.
+pub struct IntoVec<F>(F);
+
+impl<F> std::future::Future for IntoVec<F>
+where
+    F: std::future::Future<Output = monoio::BufResult<usize, SliceMut<Vec<u8>>>>,
+{
+    type Output = (io::Result<usize>, Vec<u8>);
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        // SAFETY: structural pinning of the only field; it is never moved out.
+        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
+        inner.poll(cx).map(|(r, slice)| (r, slice.into_inner()))
+    }
 }
 
 /// Like [`read_append`] with a deadline; on timeout the read is cancelled and waited for, so a

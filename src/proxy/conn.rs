@@ -6,7 +6,9 @@
 //! buffers back to the worker's pool and wait for readiness alone, so 10,000 idle keep-alive
 //! clients cost little more than their task and socket.
 
+use std::future::Future;
 use std::mem::take;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use crate::http::head::HeadLimits;
 use crate::http::parse_request;
 use crate::net::{read_append, write_all, Stream};
 use crate::relay::tunnel;
+use crate::upstream::UpConn;
 
 use super::errors::error_response;
 use super::exchange::{exchange, Next};
@@ -30,120 +33,182 @@ enum Head {
     Reject(u16, &'static str),
 }
 
-/// Serves one client connection until it closes.
-pub async fn serve<S: Stream>(mut client: S, info: ConnInfo, w: Rc<WorkerState>) {
-    let g = w.generation();
-    let limits = HeadLimits {
-        max_head: g.snap.limits.max_head_bytes,
-        max_uri: g.snap.limits.max_uri_bytes,
-        max_headers: g.snap.limits.max_headers,
-    };
-    let mut bufs: Option<Box<Buffers>> = Some(w.take_buffers());
-    let mut first = true;
-    loop {
-        match next_head(&mut client, &mut bufs, &info, &w, &limits, first).await {
-            Head::Ready => {}
-            Head::Closed => break,
-            Head::Reject(status, why) => {
-                let b = bufs.get_or_insert_with(|| w.take_buffers());
-                if w.log.enabled() {
-                    // The head did not parse: log what ringway answered, without a request line.
-                    w.log.log(&Entry {
-                        client: &info.peer_ip,
-                        method: b"-",
-                        target: b"-",
-                        status,
-                        bytes: 0,
-                        upstream: None,
-                        duration: Duration::ZERO,
-                    });
+/// Serves one client connection until it closes; counts it in `open_connections` (the caller
+/// checked the limit) for as long as it lives.
+///
+/// A plain function returning one `async move` block, not an `async fn`: an async fn keeps its
+/// arguments twice in its state (as passed and as locals), and this state is what every
+/// connection, idle or not, costs (see the memory figures in benches/README.md).
+pub fn serve<S: Stream>(
+    mut client: S,
+    info: ConnInfo,
+    w: Rc<WorkerState>,
+) -> impl Future<Output = ()> {
+    w.open_connections.set(w.open_connections.get() + 1);
+    async move {
+        let _open = OpenGuard(&w);
+        let g = w.generation();
+        let limits = HeadLimits {
+            max_head: g.snap.limits.max_head_bytes,
+            max_uri: g.snap.limits.max_uri_bytes,
+            max_headers: g.snap.limits.max_headers,
+        };
+        let mut bufs: Option<Box<Buffers>> = Some(w.take_buffers());
+        let mut first = true;
+        loop {
+            match next_head(&mut client, &mut bufs, &info, &w, &limits, first).await {
+                Head::Ready => {}
+                Head::Closed => break,
+                Head::Reject(status, why) => {
+                    // Boxed: rare, and its write would otherwise size every connection.
+                    Box::pin(reject(&mut client, &mut bufs, &info, &w, status, why)).await;
+                    break;
                 }
-                error_response(&mut b.out, status, why, true);
-                // Bounded by the socket's TCP_USER_TIMEOUT (the listener's send_timeout).
-                let _ = write_all(&mut client, take(&mut b.out)).await;
-                break;
             }
+            first = false;
+            // A block, so `next` (which holds an upstream connection) is gone before the
+            // tunnel is awaited and never takes room in this future's state.
+            let tunnel = {
+                let b = bufs.as_mut().expect("next_head leaves buffers in place");
+                w.in_flight.set(w.in_flight.get() + 1);
+                // Boxed so the connection future stays small while it sits idle.
+                let next = Box::pin(exchange(&mut client, b, &info, &g, &w)).await;
+                w.in_flight.set(w.in_flight.get() - 1);
+                match next {
+                    Next::KeepAlive => {
+                        b.compact();
+                        continue;
+                    }
+                    Next::Close => break,
+                    Next::Upgrade(up, idle, splice) => {
+                        let b = bufs.take().expect("buffers");
+                        tunnel_from(client, up, b, idle, splice, &w)
+                    }
+                }
+            };
+            tunnel.await;
+            return;
         }
-        first = false;
-        let b = bufs.as_mut().expect("next_head leaves buffers in place");
-        w.in_flight.set(w.in_flight.get() + 1);
-        // Boxed so the connection future stays small while it sits idle.
-        let next = Box::pin(exchange(&mut client, b, &info, &g, &w)).await;
-        w.in_flight.set(w.in_flight.get() - 1);
-        match next {
-            Next::KeepAlive => b.compact(),
-            Next::Close => break,
-            Next::Upgrade(up, idle, splice) => {
-                // Copied out so the 64 KiB buffer goes back to the pool with the rest.
-                let pending_up = b.ubuf.to_vec();
-                b.ubuf.clear();
-                let pending_client = b.client_pending().to_vec();
-                let b = bufs.take().expect("buffers");
-                w.put_buffers(b);
-                // Boxed: a tunnel's state is large and rare; idle connections should not carry it.
-                Box::pin(tunnel::run(
-                    client,
-                    up.stream,
-                    pending_client,
-                    pending_up,
-                    idle,
-                    splice.then_some(&w.pipes),
-                ))
-                .await;
-                return;
-            }
+        if let Some(b) = bufs {
+            w.put_buffers(b);
         }
-    }
-    if let Some(b) = bufs {
-        w.put_buffers(b);
     }
 }
 
-/// Gets the next complete request head into the buffers' `cbuf`.
-async fn next_head<S: Stream>(
+/// Keeps `open_connections` right however the connection's task ends.
+struct OpenGuard<'w>(&'w WorkerState);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0
+            .open_connections
+            .set(self.0.open_connections.get() - 1);
+    }
+}
+
+/// Answers a request head that did not parse with its 4xx (the caller closes).
+async fn reject<S: Stream>(
     client: &mut S,
     bufs: &mut Option<Box<Buffers>>,
     info: &ConnInfo,
     w: &WorkerState,
-    limits: &HeadLimits,
+    status: u16,
+    why: &'static str,
+) {
+    let b = bufs.get_or_insert_with(|| w.take_buffers());
+    if w.log.enabled() {
+        // The head did not parse: log what ringway answered, without a request line.
+        w.log.log(&Entry {
+            client: &info.peer_ip,
+            method: b"-",
+            target: b"-",
+            status,
+            bytes: 0,
+            upstream: None,
+            duration: Duration::ZERO,
+        });
+    }
+    error_response(&mut b.out, status, why, true);
+    // Bounded by the socket's TCP_USER_TIMEOUT (the listener's send_timeout).
+    let _ = write_all(client, take(&mut b.out)).await;
+}
+
+/// Turns an upgraded connection into a tunnel. The tunnel's future is boxed and built here, so
+/// the connection future never holds its large, rare state (nor the upstream connection)
+/// while it waits for requests.
+fn tunnel_from<S: Stream>(
+    client: S,
+    up: UpConn,
+    mut b: Box<Buffers>,
+    idle: Duration,
+    splice: bool,
+    w: &Rc<WorkerState>,
+) -> Pin<Box<impl Future + '_>> {
+    // Copied out so the 64 KiB buffer goes back to the pool with the rest.
+    let pending_up = b.ubuf.to_vec();
+    b.ubuf.clear();
+    let pending_client = b.client_pending().to_vec();
+    w.put_buffers(b);
+    Box::pin(tunnel::run(
+        client,
+        up.stream,
+        pending_client,
+        pending_up,
+        idle,
+        splice.then_some(&w.pipes),
+    ))
+}
+
+/// Gets the next complete request head into the buffers' `cbuf`. (This and `idle_wait` are
+/// functions returning one async block for the reason given at `serve`.)
+// Written out on purpose (see `serve`): an async fn would store its arguments twice.
+#[allow(clippy::manual_async_fn)]
+fn next_head<'a, S: Stream>(
+    client: &'a mut S,
+    bufs: &'a mut Option<Box<Buffers>>,
+    info: &'a ConnInfo,
+    w: &'a WorkerState,
+    limits: &'a HeadLimits,
     first: bool,
-) -> Head {
-    loop {
-        if let Some(b) = bufs.as_mut() {
-            if !b.cbuf.is_empty() {
-                match parse_request(&b.cbuf, limits, &mut b.req) {
-                    Ok(true) => return Head::Ready,
-                    Ok(false) => {}
-                    Err(e) => return Head::Reject(e.status(), e.reason()),
+) -> impl Future<Output = Head> + 'a {
+    async move {
+        loop {
+            if let Some(b) = bufs.as_mut() {
+                if !b.cbuf.is_empty() {
+                    match parse_request(&b.cbuf, limits, &mut b.req) {
+                        Ok(true) => return Head::Ready,
+                        Ok(false) => {}
+                        Err(e) => return Head::Reject(e.status(), e.reason()),
+                    }
                 }
             }
-        }
-        let waiting_new = bufs.as_ref().is_none_or(|b| b.cbuf.is_empty());
-        if waiting_new && !first && w.draining.get() {
-            return Head::Closed;
-        }
-        if waiting_new {
-            let wait = if first {
-                info.header_timeout
-            } else {
-                info.keepalive_timeout
-            };
-            if !idle_wait(client, bufs, w, wait).await {
+            let waiting_new = bufs.as_ref().is_none_or(|b| b.cbuf.is_empty());
+            if waiting_new && !first && w.draining.get() {
                 return Head::Closed;
             }
-            continue;
-        }
-        // Part of a head is here: the rest must come within the header timeout.
-        let b = bufs.as_mut().expect("partial head implies buffers");
-        let deadline = w.waits.register(client.socket_fd(), info.header_timeout);
-        let (r, buf) = read_append(client, take(&mut b.cbuf)).await;
-        b.cbuf = buf;
-        if deadline.expired() {
-            return Head::Reject(408, "request head timeout");
-        }
-        match r {
-            Ok(n) if n > 0 => {}
-            _ => return Head::Closed,
+            if waiting_new {
+                let wait = if first {
+                    info.header_timeout
+                } else {
+                    info.keepalive_timeout
+                };
+                if !idle_wait(client, bufs, w, wait).await {
+                    return Head::Closed;
+                }
+                continue;
+            }
+            // Part of a head is here: the rest must come within the header timeout.
+            let b = bufs.as_mut().expect("partial head implies buffers");
+            let deadline = w.waits.register(client.socket_fd(), info.header_timeout);
+            let (r, buf) = read_append(client, take(&mut b.cbuf)).await;
+            b.cbuf = buf;
+            if deadline.expired() {
+                return Head::Reject(408, "request head timeout");
+            }
+            match r {
+                Ok(n) if n > 0 => {}
+                _ => return Head::Closed,
+            }
         }
     }
 }
@@ -155,29 +220,32 @@ async fn next_head<S: Stream>(
 /// request. Past `HOT_IDLE_MAX` idle connections per worker, further ones give their buffers
 /// back and wait for readiness alone, so memory stays bounded however many clients sit idle.
 /// Neither wait holds a timer: the worker's deadline sweep ends it (see `deadlines`).
-async fn idle_wait<S: Stream>(
-    client: &mut S,
-    bufs: &mut Option<Box<Buffers>>,
-    w: &WorkerState,
+#[allow(clippy::manual_async_fn)] // see `serve`
+fn idle_wait<'a, S: Stream>(
+    client: &'a mut S,
+    bufs: &'a mut Option<Box<Buffers>>,
+    w: &'a WorkerState,
     wait: Duration,
-) -> bool {
-    let deadline = w.waits.register(client.socket_fd(), wait);
-    if w.hot_idle.get() < HOT_IDLE_MAX {
-        let b = bufs.get_or_insert_with(|| w.take_buffers());
-        w.hot_idle.set(w.hot_idle.get() + 1);
+) -> impl Future<Output = bool> + 'a {
+    async move {
+        let deadline = w.waits.register(client.socket_fd(), wait);
+        if w.hot_idle.get() < HOT_IDLE_MAX {
+            let b = bufs.get_or_insert_with(|| w.take_buffers());
+            w.hot_idle.set(w.hot_idle.get() + 1);
+            let (r, buf) = read_append(client, take(&mut b.cbuf)).await;
+            w.hot_idle.set(w.hot_idle.get() - 1);
+            b.cbuf = buf;
+            return matches!(r, Ok(n) if n > 0) && !deadline.expired();
+        }
+        if let Some(b) = bufs.take() {
+            w.put_buffers(b);
+        }
+        if client.wait_readable().await.is_err() || deadline.expired() {
+            return false;
+        }
+        let b = bufs.insert(w.take_buffers());
         let (r, buf) = read_append(client, take(&mut b.cbuf)).await;
-        w.hot_idle.set(w.hot_idle.get() - 1);
         b.cbuf = buf;
-        return matches!(r, Ok(n) if n > 0) && !deadline.expired();
+        matches!(r, Ok(n) if n > 0) && !deadline.expired()
     }
-    if let Some(b) = bufs.take() {
-        w.put_buffers(b);
-    }
-    if client.wait_readable().await.is_err() || deadline.expired() {
-        return false;
-    }
-    let b = bufs.insert(w.take_buffers());
-    let (r, buf) = read_append(client, take(&mut b.cbuf)).await;
-    b.cbuf = buf;
-    matches!(r, Ok(n) if n > 0) && !deadline.expired()
 }

@@ -126,13 +126,8 @@ async fn accept_loop(sock: TcpListener, l: ListenerSpec, w: Rc<WorkerState>, sto
                     monoio::spawn(reject_busy(stream));
                     continue;
                 }
-                w.open_connections.set(w.open_connections.get() + 1);
                 let info = ConnInfo::new(peer, "http", &l);
-                let w = w.clone();
-                monoio::spawn(async move {
-                    serve(stream, info, w.clone()).await;
-                    w.open_connections.set(w.open_connections.get() - 1);
-                });
+                monoio::spawn(serve(stream, info, w.clone()));
             }
             Err(e) => {
                 // EMFILE/ENFILE: back off instead of spinning; `ringway check` explains the fix.
