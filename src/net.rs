@@ -63,29 +63,43 @@ pub enum Read {
 pub fn read_append<S: AsyncReadRent>(
     s: &mut S,
     mut buf: Vec<u8>,
-) -> IntoVec<impl std::future::Future<Output = monoio::BufResult<usize, SliceMut<Vec<u8>>>> + '_> {
+) -> impl std::future::Future<Output = (io::Result<usize>, Vec<u8>)> + '_ {
     reserve_for_read(&mut buf);
     let len = buf.len();
-    IntoVec(s.read(buf.slice_mut(len..)))
+    Map::new(s.read(buf.slice_mut(len..)), |(r, slice): monoio::BufResult<usize, SliceMut<Vec<u8>>>| {
+        (r, slice.into_inner())
+    })
 }
 
-/// A read into a slice of a `Vec`, resolving to the whole `Vec`.
-pub struct IntoVec<F>(F);
+/// A future whose output goes through `map`: what an `async fn` wrapper would do, without
+/// storing the wrapper's arguments and the inner future a second time in its state.
+pub struct Map<F, M> {
+    fut: F,
+    map: Option<M>,
+}
 
-impl<F> std::future::Future for IntoVec<F>
-where
-    F: std::future::Future<Output = monoio::BufResult<usize, SliceMut<Vec<u8>>>>,
-{
-    type Output = (io::Result<usize>, Vec<u8>);
+impl<F, M> Map<F, M> {
+    pub fn new(fut: F, map: M) -> Self {
+        Map {
+            fut,
+            map: Some(map),
+        }
+    }
+}
+
+impl<F: std::future::Future, M: FnOnce(F::Output) -> O, O> std::future::Future for Map<F, M> {
+    type Output = O;
 
     #[inline]
     fn poll(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        // SAFETY: structural pinning of the only field; it is never moved out.
-        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
-        inner.poll(cx).map(|(r, slice)| (r, slice.into_inner()))
+    ) -> std::task::Poll<O> {
+        // SAFETY: `fut` is structurally pinned and never moved out; `map` is not pinned (it is
+        // taken by value once, and `Map` has no Drop impl that could observe it).
+        let this = unsafe { self.get_unchecked_mut() };
+        let fut = unsafe { std::pin::Pin::new_unchecked(&mut this.fut) };
+        fut.poll(cx).map(|out| (this.map.take().expect("Map polled after completion"))(out))
     }
 }
 
@@ -130,10 +144,15 @@ fn reserve_for_read(buf: &mut Vec<u8>) {
 }
 
 /// Writes all of `buf[..]`, returning the buffer for reuse.
-pub async fn write_all<S: AsyncWriteRent, B: IoBuf>(s: &mut S, buf: B) -> (io::Result<()>, B) {
+/// (Not an `async fn`, for the reason given at [`Map`].)
+pub fn write_all<S: AsyncWriteRent, B: IoBuf + 'static>(
+    s: &mut S,
+    buf: B,
+) -> impl std::future::Future<Output = (io::Result<()>, B)> + '_ {
     use monoio::io::AsyncWriteRentExt;
-    let (r, b) = s.write_all(buf).await;
-    (r.map(|_| ()), b)
+    Map::new(s.write_all(buf), |(r, b): (io::Result<usize>, B)| {
+        (r.map(|_| ()), b)
+    })
 }
 
 /// Runs `f` with a deadline; `None` on timeout. The future is dropped on timeout, so only use

@@ -12,7 +12,8 @@ use std::cell::Cell;
 use std::io::Write;
 use std::mem::take;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::future::Future;
+use std::pin::{pin, Pin};
 use std::time::{Duration, Instant};
 
 use crate::accesslog::Entry;
@@ -79,26 +80,31 @@ pub async fn exchange<S: Stream>(
 
 /// Answers with an error of ringway's own. The connection closes when the request body (if
 /// any) was not consumed, since its bytes would be read as the next request.
-async fn reply<S: Stream>(
-    client: &mut S,
-    b: &mut Buffers,
-    f: &mut Facts,
+///
+/// Boxed: errors are the rare path, and an inline reply would add its write to the state of
+/// every exchange, at each of the many places that can fail.
+fn reply<'a, S: Stream>(
+    client: &'a mut S,
+    b: &'a mut Buffers,
+    f: &'a mut Facts,
     status: u16,
-    msg: &str,
+    msg: &'a str,
     mut close: bool,
-) -> Next {
-    close |= b.req.body.has_body() || !b.req.keep_alive;
-    // The head is consumed even when nothing was forwarded, or it would be served again.
-    b.cpos = b.cpos.max(b.req.head_len);
-    f.status = status;
-    error_response(&mut b.out, status, msg, close);
-    let (r, out) = write_all(client, take(&mut b.out)).await;
-    b.out = out;
-    if close || r.is_err() {
-        Next::Close
-    } else {
-        Next::KeepAlive
-    }
+) -> Pin<Box<dyn Future<Output = Next> + 'a>> {
+    Box::pin(async move {
+        close |= b.req.body.has_body() || !b.req.keep_alive;
+        // The head is consumed even when nothing was forwarded, or it would be served again.
+        b.cpos = b.cpos.max(b.req.head_len);
+        f.status = status;
+        error_response(&mut b.out, status, msg, close);
+        let (r, out) = write_all(client, take(&mut b.out)).await;
+        b.out = out;
+        if close || r.is_err() {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        }
+    })
 }
 
 async fn forward<S: Stream>(
@@ -204,7 +210,8 @@ async fn forward<S: Stream>(
     }
     f.status = b.resp.status;
     if b.resp.status == 101 {
-        return upgrade(client, b, conn, f, route).await;
+        // Boxed: rare, and it holds the upstream connection by value.
+        return Box::pin(upgrade(client, b, conn, f, route)).await;
     }
     match respond(client, &mut conn.stream, b, w, f, timeouts, pipes).await {
         Ok(keep) => finish(keep, true, conn, route, g, w),
