@@ -66,9 +66,10 @@ pub fn read_append<S: AsyncReadRent>(
 ) -> impl std::future::Future<Output = (io::Result<usize>, Vec<u8>)> + '_ {
     reserve_for_read(&mut buf);
     let len = buf.len();
-    Map::new(s.read(buf.slice_mut(len..)), |(r, slice): monoio::BufResult<usize, SliceMut<Vec<u8>>>| {
-        (r, slice.into_inner())
-    })
+    Map::new(
+        s.read(buf.slice_mut(len..)),
+        |(r, slice): monoio::BufResult<usize, SliceMut<Vec<u8>>>| (r, slice.into_inner()),
+    )
 }
 
 /// A future whose output goes through `map`: what an `async fn` wrapper would do, without
@@ -91,15 +92,13 @@ impl<F: std::future::Future, M: FnOnce(F::Output) -> O, O> std::future::Future f
     type Output = O;
 
     #[inline]
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<O> {
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<O> {
         // SAFETY: `fut` is structurally pinned and never moved out; `map` is not pinned (it is
         // taken by value once, and `Map` has no Drop impl that could observe it).
         let this = unsafe { self.get_unchecked_mut() };
         let fut = unsafe { std::pin::Pin::new_unchecked(&mut this.fut) };
-        fut.poll(cx).map(|out| (this.map.take().expect("Map polled after completion"))(out))
+        fut.poll(cx)
+            .map(|out| (this.map.take().expect("Map polled after completion"))(out))
     }
 }
 

@@ -492,3 +492,82 @@ fn timed_out_server_is_skipped_after_one_failure() {
         rest.elapsed()
     );
 }
+
+/// An upstream that answers (401) as soon as it has the head, while the client is still
+/// sending a copied body: the client gets the answer and a close, the access log its line, and
+/// the worker keeps serving. (The abandoned upload used to take the buffer holding the request
+/// head with it; the access log then indexed an empty buffer and the panic killed the worker.)
+#[test]
+fn early_answer_during_an_upload_keeps_the_worker_serving() {
+    let up = RawUpstream::start(|mut c| {
+        while c.read_head().is_some() {
+            c.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 5\r\n\r\nnope!");
+            // Never reads the body; holds the connection a while.
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    });
+    let log = common::temp_dir("early-answer").join("access.log");
+    let top = format!("[access_log]\nenabled = true\npath = \"{}\"", log.display());
+    for relay in ["copy", "auto"] {
+        let cfg = config_with(
+            free_port(),
+            up.addr,
+            &top,
+            "",
+            &format!("relay = \"{relay}\""),
+        );
+        let gw = Gateway::start(&cfg);
+        for body in [
+            // Chunked: always copied.
+            &b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"[..],
+            // A length the first read does not complete.
+            &b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n0123456789"[..],
+        ] {
+            let mut c = gw.conn();
+            c.send(body);
+            let r = c.read_response();
+            assert_eq!(r.status, 401, "{relay}: {r:?}");
+            assert_eq!(r.body, b"nope!");
+            assert!(c.is_closed(Duration::from_secs(3)), "{relay}: closed after");
+        }
+        // The same (single) worker still answers.
+        let r = gw.conn().request(&get("/after"));
+        assert_eq!(r.status, 401, "{relay}: worker alive: {r:?}");
+        assert!(!gw.log().contains("panicked"), "{}", gw.log());
+    }
+}
+
+/// A client that stops sending its body mid-way is cut off after the header timeout, even
+/// when the upstream has already started its answer (the exchange is full duplex): the
+/// connection closes, and the worker keeps serving.
+#[test]
+fn stalled_request_body_is_cut_off() {
+    let b = backend();
+    for relay in ["copy", "auto"] {
+        let cfg = config_with(
+            free_port(),
+            b.addr,
+            "[access_log]\nenabled = true\npath = \"-\"",
+            "",
+            &format!("relay = \"{relay}\""),
+        )
+        .replace(
+            "[[listeners]]\naddress",
+            "[[listeners]]\nheader_timeout = \"1s\"\naddress",
+        );
+        let gw = Gateway::start(&cfg);
+        let mut c = gw.conn();
+        let started = Instant::now();
+        // /echo answers while it reads: head and the first bytes come back at once.
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789");
+        assert!(
+            c.is_closed(Duration::from_secs(5)),
+            "{relay}: a stalled body must not hold the connection"
+        );
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(900), "{relay}: {waited:?}");
+        let r = gw.conn().request(&get("/"));
+        assert_eq!(r.status, 200, "{relay}: worker alive");
+        assert!(!gw.log().contains("panicked"), "{}", gw.log());
+    }
+}

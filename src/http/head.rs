@@ -28,6 +28,13 @@ impl Span {
     pub fn get<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         &buf[self.start as usize..self.end as usize]
     }
+
+    /// Like `get`, but `None` when `buf` no longer holds the span (a buffer that went away
+    /// with an abandoned read).
+    #[inline]
+    pub fn try_get<'a>(&self, buf: &'a [u8]) -> Option<&'a [u8]> {
+        buf.get(self.start as usize..self.end as usize)
+    }
 }
 
 /// One header field; `hop` marks fields that must not be forwarded as they are.

@@ -9,10 +9,10 @@
 //! 4. response body relayed → *response-body policies* → access log
 
 use std::cell::Cell;
+use std::future::Future;
 use std::io::Write;
 use std::mem::take;
 use std::net::SocketAddr;
-use std::future::Future;
 use std::pin::{pin, Pin};
 use std::time::{Duration, Instant};
 
@@ -65,10 +65,16 @@ pub async fn exchange<S: Stream>(
     };
     let next = forward(client, b, info, g, w, &mut facts).await;
     if w.log.enabled() {
+        // The head is normally still in `cbuf`; an upload abandoned mid-read (the response
+        // finished first) took the buffer with it, and the line then says "-".
+        let (method, target) = match b.req.method.try_get(&b.cbuf) {
+            Some(m) if b.req.target.try_get(&b.cbuf).is_some() => (m, b.req.path(&b.cbuf)),
+            _ => (&b"-"[..], &b"-"[..]),
+        };
         w.log.log(&Entry {
             client: &info.peer_ip,
-            method: b.req.method.get(&b.cbuf),
-            target: b.req.path(&b.cbuf),
+            method,
+            target,
             status: facts.status,
             bytes: facts.bytes,
             upstream: facts.upstream,

@@ -4,10 +4,10 @@
 use std::mem::take;
 use std::time::Duration;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent};
 
 use crate::http::{BodyKind, ChunkedDecoder, ChunkedOutput};
-use crate::net::{grow_if_full, read_append, with_timeout, write_all, AsStream};
+use crate::net::{grow_if_full, read_append_timeout, write_all, AsStream, Read};
 use crate::relay::pipes::PipePool;
 use crate::relay::splice::{self, Deadlines, Fail};
 
@@ -127,7 +127,7 @@ pub(super) async fn upload<C, U>(
     plan: UploadPlan<'_>,
 ) -> Result<(), SendError>
 where
-    C: AsyncReadRent + AsStream,
+    C: CancelableAsyncReadRent + AsStream,
     U: AsyncWriteRent + AsStream,
 {
     if let Some(pipes) = plan.pipes {
@@ -137,15 +137,14 @@ where
     while !body.complete() {
         u.cbuf.truncate(u.head_len);
         *u.cpos = u.head_len;
-        let Some((r, buf)) = with_timeout(read_timeout, read_append(client, take(u.cbuf))).await
-        else {
-            *u.cbuf = Vec::with_capacity(u.head_len + 4096);
-            return Err(SendError::ClientTimeout);
-        };
+        // Cancelled rather than dropped on timeout, so the buffer (and the request head the
+        // access log reads from it) comes back.
+        let (r, buf) = read_append_timeout(client, take(u.cbuf), read_timeout).await;
         *u.cbuf = buf;
         match r {
-            Ok(n) if n > 0 => grow_if_full(u.cbuf),
-            _ => return Err(SendError::Client),
+            Ok(Read::Data(_)) => grow_if_full(u.cbuf),
+            Ok(Read::Timeout) => return Err(SendError::ClientTimeout),
+            Ok(Read::Eof) | Err(_) => return Err(SendError::Client),
         }
         u.out.clear();
         *u.cpos += body.consume(&u.cbuf[*u.cpos..], u.out)?;

@@ -127,7 +127,7 @@ async fn accept_loop(sock: TcpListener, l: ListenerSpec, w: Rc<WorkerState>, sto
                     continue;
                 }
                 let info = ConnInfo::new(peer, "http", &l);
-                monoio::spawn(serve(stream, info, w.clone()));
+                monoio::spawn(Isolated(serve(stream, info, w.clone())));
             }
             Err(e) => {
                 // EMFILE/ENFILE: back off instead of spinning; `ringway check` explains the fix.
@@ -189,5 +189,29 @@ impl Stop {
             }
         })
         .await
+    }
+}
+
+/// A connection's task with its panics contained: a bug hit by one request drops that
+/// connection (its state unwinds: sockets close, counters are restored) and is logged, instead
+/// of unwinding through the worker's runtime and taking every connection on the core with it.
+struct Isolated<F>(F);
+
+impl<F: std::future::Future<Output = ()>> std::future::Future for Isolated<F> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        // SAFETY: structural pinning of the only field; it is never moved out.
+        let fut = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::error!("a connection task panicked (a bug); that connection was dropped");
+                std::task::Poll::Ready(())
+            }
+        }
     }
 }
