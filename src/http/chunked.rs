@@ -45,6 +45,8 @@ pub struct ChunkedDecoder {
     /// Data bytes seen, for body-size limits.
     pub total: u64,
     trailer_bytes: usize,
+    /// Extension bytes on the current size line.
+    ext_bytes: usize,
 }
 
 impl Default for ChunkedDecoder {
@@ -55,12 +57,17 @@ impl Default for ChunkedDecoder {
             remaining: 0,
             total: 0,
             trailer_bytes: 0,
+            ext_bytes: 0,
         }
     }
 }
 
 /// Trailers are dropped, but a peer may not stream them forever.
 const MAX_TRAILER_BYTES: usize = 16 * 1024;
+
+/// Extensions are dropped too; a size line may carry this many bytes of them, so a peer cannot
+/// stream an endless line that no body limit counts.
+const MAX_EXT_BYTES: usize = 4 * 1024;
 
 impl ChunkedDecoder {
     pub fn is_done(&self) -> bool {
@@ -123,9 +130,18 @@ impl ChunkedDecoder {
                 None => return self.after_size(b, mode, out),
             },
             State::Ext => match b {
-                b'\r' => State::SizeLf,
+                b'\r' => {
+                    self.ext_bytes = 0;
+                    State::SizeLf
+                }
                 b'\n' => return Err("bare LF in chunk line"),
-                b'\t' | b' '..=b'~' | 0x80..=0xff => State::Ext,
+                b'\t' | b' '..=b'~' | 0x80..=0xff => {
+                    self.ext_bytes += 1;
+                    if self.ext_bytes > MAX_EXT_BYTES {
+                        return Err("chunk extension too long");
+                    }
+                    State::Ext
+                }
                 _ => return Err("invalid byte in chunk extension"),
             },
             State::SizeLf => {
@@ -274,5 +290,17 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn extension_length_is_capped_per_line() {
+        let ok = |n: usize| {
+            let mut body = format!("5;{}\r\nhello\r\n", "a".repeat(n)).into_bytes();
+            body.extend_from_slice(format!("1;{}\r\nx\r\n0\r\n\r\n", "b".repeat(n)).as_bytes());
+            run(&body, ChunkedOutput::Data).map(|(_, out, done)| (out, done))
+        };
+        // Counted after the ';': each line may carry MAX_EXT_BYTES.
+        assert_eq!(ok(MAX_EXT_BYTES), Ok((b"hellox".to_vec(), true)));
+        assert_eq!(ok(MAX_EXT_BYTES + 1), Err("chunk extension too long"));
     }
 }
