@@ -219,6 +219,30 @@ fn interim_responses_are_forwarded_in_order() {
     assert_eq!((last.status, last.body.as_slice()), (200, &b"hello"[..]));
 }
 
+/// Status lines without a reason phrase (allowed: `HTTP/1.1 200 ` and, leniently, no space
+/// at all) on interim and final responses are relayed with an empty reason; they once made
+/// the reason's position in the buffer garbage and the relay panic.
+#[test]
+fn status_lines_without_reason_are_relayed() {
+    let up = RawUpstream::start(|mut c| {
+        while c.read_head().is_some() {
+            c.write(b"HTTP/1.1 100\r\n\r\n");
+            c.write(b"HTTP/1.1 103 \r\nLink: </a.css>\r\n\r\n");
+            c.write(b"HTTP/1.1 200\r\nContent-Length: 5\r\n\r\nhello");
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    for _ in 0..2 {
+        c.send(&get("/"));
+        assert_eq!(c.read_response().status, 100);
+        assert_eq!(c.read_response().status, 103);
+        let last = c.read_response();
+        assert_eq!((last.status, last.body.as_slice()), (200, &b"hello"[..]));
+    }
+    assert!(!gw.log().contains("panicked"), "{}", gw.log());
+}
+
 #[test]
 fn expect_100_continue_with_body() {
     let b = backend();

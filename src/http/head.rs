@@ -17,7 +17,13 @@ pub struct Span {
 
 impl Span {
     fn of(buf: &[u8], part: &[u8]) -> Span {
+        // An empty part need not point into `buf` (httparse returns a static "" for a status
+        // line without a reason phrase); its offset would be garbage.
+        if part.is_empty() {
+            return Span::default();
+        }
         let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+        debug_assert!(start + part.len() <= buf.len(), "span outside its buffer");
         Span {
             start: start as u32,
             end: (start + part.len()) as u32,
