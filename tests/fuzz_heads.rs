@@ -137,7 +137,7 @@ fn mutated_requests_and_responses_never_panic_or_hang() {
         while c.read_head().is_some() {
             let n = t.fetch_add(1, Ordering::SeqCst);
             let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (n + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9));
-            let good = n % 4 == 0;
+            let good = n.is_multiple_of(4);
             let resp = rng.pick(RESPONSES);
             let resp = if good {
                 resp.to_vec()
@@ -180,7 +180,7 @@ fn mutated_requests_and_responses_never_panic_or_hang() {
         }
         exchange(gw.addr, &raw, rng.below(2) == 0, Duration::from_secs(3));
         cases += 1;
-        if cases % 100 == 0 {
+        if cases.is_multiple_of(100) {
             assert_serving(&gw);
         }
     }
