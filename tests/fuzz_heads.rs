@@ -166,7 +166,7 @@ fn mutated_requests_and_responses_never_panic_or_hang() {
     let gw = Gateway::start(&cfg);
     let mut rng = Rng(42);
     let started = Instant::now();
-    let mut cases = 0;
+    let mut cases = 0u32;
     // Bounded in count and time.
     while cases < 400 && started.elapsed() < Duration::from_secs(40) {
         let mut raw = Vec::new();
