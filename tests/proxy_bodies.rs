@@ -190,16 +190,25 @@ fn upstream_connections_are_reused() {
     );
 }
 
+/// A raw upstream answering each request with `parts`, written one by one.
+fn upstream_writing(parts: &'static [&'static [u8]]) -> RawUpstream {
+    RawUpstream::start(move |mut c| {
+        while c.read_head().is_some() {
+            for p in parts {
+                c.write(p);
+            }
+        }
+    })
+}
+
 #[test]
 fn interim_responses_are_forwarded_in_order() {
-    let up = RawUpstream::start(|mut c| {
-        while c.read_head().is_some() {
-            c.write(b"HTTP/1.1 100 Continue\r\n\r\n");
-            c.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n");
-            c.write(b"HTTP/1.1 103 Early Hints\r\nLink: </b.js>; rel=preload\r\n\r\n");
-            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
-        }
-    });
+    let up = upstream_writing(&[
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n",
+        b"HTTP/1.1 103 Early Hints\r\nLink: </b.js>; rel=preload\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+    ]);
     let gw = gateway_for(up.addr, "");
     let mut c = gw.conn();
     for _ in 0..2 {
@@ -224,13 +233,11 @@ fn interim_responses_are_forwarded_in_order() {
 /// the reason's position in the buffer garbage and the relay panic.
 #[test]
 fn status_lines_without_reason_are_relayed() {
-    let up = RawUpstream::start(|mut c| {
-        while c.read_head().is_some() {
-            c.write(b"HTTP/1.1 100\r\n\r\n");
-            c.write(b"HTTP/1.1 103 \r\nLink: </a.css>\r\n\r\n");
-            c.write(b"HTTP/1.1 200\r\nContent-Length: 5\r\n\r\nhello");
-        }
-    });
+    let up = upstream_writing(&[
+        b"HTTP/1.1 100\r\n\r\n",
+        b"HTTP/1.1 103 \r\nLink: </a.css>\r\n\r\n",
+        b"HTTP/1.1 200\r\nContent-Length: 5\r\n\r\nhello",
+    ]);
     let gw = gateway_for(up.addr, "");
     let mut c = gw.conn();
     for _ in 0..2 {
