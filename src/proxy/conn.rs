@@ -6,6 +6,7 @@
 //! buffers back to the worker's pool and wait for readiness alone, so 10,000 idle keep-alive
 //! clients cost little more than their task and socket.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::mem::take;
 use std::pin::Pin;
@@ -44,9 +45,10 @@ pub fn serve<S: Stream>(
     info: ConnInfo,
     w: Rc<WorkerState>,
 ) -> impl Future<Output = ()> {
+    // Counted at once (the accept loop checks the limit before the task first runs).
     w.open_connections.set(w.open_connections.get() + 1);
     async move {
-        let _open = OpenGuard(&w);
+        let _open = Counted::adopt(&w.open_connections);
         let g = w.generation();
         let limits = HeadLimits {
             max_head: g.snap.limits.max_head_bytes,
@@ -70,10 +72,10 @@ pub fn serve<S: Stream>(
             // tunnel is awaited and never takes room in this future's state.
             let tunnel = {
                 let b = bufs.as_mut().expect("next_head leaves buffers in place");
-                w.in_flight.set(w.in_flight.get() + 1);
+                let in_flight = Counted::new(&w.in_flight);
                 // Boxed so the connection future stays small while it sits idle.
                 let next = Box::pin(exchange(&mut client, b, &info, &g, &w)).await;
-                w.in_flight.set(w.in_flight.get() - 1);
+                drop(in_flight);
                 match next {
                     Next::KeepAlive => {
                         b.compact();
@@ -95,14 +97,26 @@ pub fn serve<S: Stream>(
     }
 }
 
-/// Keeps `open_connections` right however the connection's task ends.
-struct OpenGuard<'w>(&'w WorkerState);
+/// One unit of a worker counter (open connections, requests in flight) for as long as it lives,
+/// so the count stays right however the connection's task ends (a contained panic included;
+/// a drain waits for `in_flight` to reach zero).
+struct Counted<'w>(&'w Cell<usize>);
 
-impl Drop for OpenGuard<'_> {
+impl<'w> Counted<'w> {
+    fn new(c: &'w Cell<usize>) -> Counted<'w> {
+        c.set(c.get() + 1);
+        Counted(c)
+    }
+
+    /// Takes over a unit already counted.
+    fn adopt(c: &'w Cell<usize>) -> Counted<'w> {
+        Counted(c)
+    }
+}
+
+impl Drop for Counted<'_> {
     fn drop(&mut self) {
-        self.0
-            .open_connections
-            .set(self.0.open_connections.get() - 1);
+        self.0.set(self.0.get() - 1);
     }
 }
 
