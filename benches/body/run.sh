@@ -4,7 +4,10 @@
 # backend alone as the baseline. Prints MiB/s and proxy CPU per MiB (user/sys from
 # /proc/PID/stat), then strace -c syscall counts of ringway in splice and copy mode.
 #
-# Usage: [PIPE_SIZE=64KiB] benches/body/run.sh [seconds-per-run (5)] [connections (8)]
+# Usage: [PIPE_SIZE=64KiB] [PIN=0|1] benches/body/run.sh [seconds-per-run (5)] [connections (8)]
+# PIN=1 (the load harness's arrangement): each proxy alone on CPU 0, backend and wrk on CPU 1, so
+# "direct" and the proxied runs give wrk and the backend the same core and the proxy its own;
+# PIN=0 (default) lets all three compete for both cores.
 # Needs: cargo build --release; apt-get install nginx-light haproxy wrk strace
 # Kills only the processes it started (trap EXIT).
 set -euo pipefail
@@ -12,6 +15,9 @@ set -euo pipefail
 DUR=${1:-5}
 CONNS=${2:-8}
 PIPE_SIZE=${PIPE_SIZE:-64KiB}
+PIN=${PIN:-0}
+PROXY_CPU=() LOAD_CPU=()
+if [ "$PIN" = 1 ]; then PROXY_CPU=(taskset -c 0); LOAD_CPU=(taskset -c 1); fi
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${RINGWAY_BIN:-$ROOT/target/release/ringway}
 WORK=$(mktemp -d /tmp/ringway-body-bench.XXXXXX)
@@ -40,7 +46,7 @@ wait_port() {
 }
 
 BACKEND=$(free_port)
-"$BIN" backend --listen "127.0.0.1:$BACKEND" --threads 1 >"$WORK/backend.log" 2>&1 &
+"${LOAD_CPU[@]}" "$BIN" backend --listen "127.0.0.1:$BACKEND" --threads 1 >"$WORK/backend.log" 2>&1 &
 PIDS+=($!)
 wait_port "$BACKEND"
 
@@ -62,7 +68,7 @@ path_prefix = "/"
 upstream = "backend"
 relay = "$1"
 EOF
-    "$BIN" run -c "$WORK/ringway-$1-${3:-auto}.toml" >"$WORK/ringway-$1.log" 2>&1 &
+    "${PROXY_CPU[@]}" "$BIN" run -c "$WORK/ringway-$1-${3:-auto}.toml" >"$WORK/ringway-$1.log" 2>&1 &
     PIDS+=($!)
     wait_port "$2"
 }
@@ -93,7 +99,7 @@ http {
     }
 }
 EOF
-    nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
+    "${PROXY_CPU[@]}" nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
     PIDS+=($!)
     wait_port "$1"
 }
@@ -116,7 +122,7 @@ frontend fe
 backend be
     server s1 127.0.0.1:$BACKEND
 EOF
-    haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
+    "${PROXY_CPU[@]}" haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
     PIDS+=($!)
     wait_port "$1"
 }
@@ -156,7 +162,7 @@ run() {
     fi
     local before after
     before=$( [ $# -gt 0 ] && cpu_ticks "$@" || echo "0 0")
-    wrk -t1 -c"$CONNS" -d"${DUR}s" "${args[@]}" "$url" >"$WORK/wrk.out"
+    "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"${DUR}s" "${args[@]}" "$url" >"$WORK/wrk.out"
     after=$( [ $# -gt 0 ] && cpu_ticks "$@" || echo "0 0")
     local reqs secs
     reqs=$(awk '/requests in/ {print $1}' "$WORK/wrk.out")
@@ -185,7 +191,7 @@ NGINX=$(free_port); start_nginx "$NGINX"
 P_NGINX="${PIDS[-1]} $(pgrep -P "${PIDS[-1]}" | tr '\n' ' ')"
 HAP=$(free_port); start_haproxy "$HAP"; P_HAP=${PIDS[-1]}
 
-echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) cores, wrk -t1 -c$CONNS -d${DUR}s, 1 proxy worker each, ringway pipe_size $PIPE_SIZE"
+echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) cores, wrk -t1 -c$CONNS -d${DUR}s, 1 proxy worker each, ringway pipe_size $PIPE_SIZE, PIN=$PIN"
 for method in GET POST; do
     for size in 1048576 16777216; do
         run direct "$BACKEND" "$method" "$size"
