@@ -159,25 +159,11 @@ pub fn write_all<S: AsyncWriteRent, B: IoBuf + 'static>(
 /// readiness wait). A plain function rather than an `async fn` so the future is not moved
 /// into one more state machine on every I/O.
 #[inline]
-pub fn with_timeout<F: std::future::Future>(dur: Duration, f: F) -> OkTimeout<F> {
-    OkTimeout(monoio::time::timeout(dur, f))
-}
-
-/// [`monoio::time::Timeout`] with the elapsed error turned into `None`.
-pub struct OkTimeout<F>(monoio::time::Timeout<F>);
-
-impl<F: std::future::Future> std::future::Future for OkTimeout<F> {
-    type Output = Option<F::Output>;
-
-    #[inline]
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        // SAFETY: structural pinning of the only field; it is never moved out.
-        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
-        inner.poll(cx).map(Result::ok)
-    }
+pub fn with_timeout<F: std::future::Future>(
+    dur: Duration,
+    f: F,
+) -> impl std::future::Future<Output = Option<F::Output>> {
+    Map::new(monoio::time::timeout(dur, f), Result::ok)
 }
 
 /// Sets TCP_USER_TIMEOUT: unacknowledged or unsendable (zero-window) data older than `d` fails
