@@ -246,6 +246,37 @@ impl Response {
 }
 
 /// Writes all of `bytes` to the stream.
+/// True if the peer of `stream` closed (EOF or reset) within `wait`; bytes that arrive meanwhile
+/// are appended to `buf`. The stream's read timeout is back at READ_TIMEOUT afterwards.
+pub fn closed_within(stream: &mut TcpStream, buf: &mut Vec<u8>, wait: Duration) -> bool {
+    let started = Instant::now();
+    let closed = loop {
+        let left = wait.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            break false;
+        }
+        stream.set_read_timeout(Some(left)).expect("read timeout");
+        let mut chunk = [0u8; 8192];
+        match stream.read(&mut chunk) {
+            Ok(0) => break true,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break false
+            }
+            Err(_) => break true,
+        }
+    };
+    stream
+        .set_read_timeout(Some(READ_TIMEOUT))
+        .expect("read timeout");
+    closed
+}
+
 pub fn send(stream: &mut TcpStream, bytes: &[u8]) {
     stream.write_all(bytes).expect("send request bytes");
 }
@@ -330,34 +361,7 @@ impl Conn {
 
     /// True if the peer closed (EOF or reset) within `wait`; bytes that arrive meanwhile are buffered.
     pub fn is_closed(&mut self, wait: Duration) -> bool {
-        let started = Instant::now();
-        let closed = loop {
-            let left = wait.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                break false;
-            }
-            self.stream
-                .set_read_timeout(Some(left))
-                .expect("read timeout");
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => break true,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    break false
-                }
-                Err(_) => break true,
-            }
-        };
-        self.stream
-            .set_read_timeout(Some(READ_TIMEOUT))
-            .expect("read timeout");
-        closed
+        closed_within(&mut self.stream, &mut self.buf, wait)
     }
 
     fn read_one(&mut self, head_only: bool) -> Response {
@@ -596,28 +600,7 @@ impl RawConn {
 
     /// True once the peer closes the connection (within `wait`).
     pub fn wait_closed(&mut self, wait: Duration) -> bool {
-        let started = Instant::now();
-        let _ = self
-            .stream
-            .set_read_timeout(Some(Duration::from_millis(50)));
-        let closed = loop {
-            if started.elapsed() > wait {
-                break false;
-            }
-            let mut chunk = [0u8; 8192];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => break true,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => break true,
-            }
-        };
-        let _ = self.stream.set_read_timeout(Some(READ_TIMEOUT));
-        closed
+        closed_within(&mut self.stream, &mut self.buf, wait)
     }
 
     pub fn write(&mut self, bytes: &[u8]) {
