@@ -250,6 +250,31 @@ fn status_lines_without_reason_are_relayed() {
     assert!(!gw.log().contains("panicked"), "{}", gw.log());
 }
 
+/// A Content-Length an upstream put on a 1xx or 204 is not passed on: RFC 9110 §8.6 forbids
+/// it there (a 304 and a HEAD answer keep theirs: they describe the body they would have had).
+#[test]
+fn no_content_length_on_1xx_and_204() {
+    let up = upstream_writing(&[
+        b"HTTP/1.1 100 Continue\r\nContent-Length: 4\r\n\r\n",
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+    ]);
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    for _ in 0..2 {
+        c.send(&get("/"));
+        let interim = c.read_response_for_head();
+        assert_eq!(interim.status, 100);
+        assert_eq!(interim.header("content-length"), None, "{interim:?}");
+        let last = c.read_response_for_head();
+        assert_eq!(last.status, 204);
+        assert_eq!(last.header("content-length"), None, "{last:?}");
+    }
+    let up = upstream_writing(&[b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"]);
+    let gw = gateway_for(up.addr, "");
+    let r = gw.conn().request(&get("/"));
+    assert_eq!((r.status, r.header("content-length")), (304, Some("5")));
+}
+
 #[test]
 fn expect_100_continue_with_body() {
     let b = backend();
@@ -371,6 +396,16 @@ fn forwarding_headers_added_and_hop_by_hop_removed() {
     );
     assert!(!seen.contains("https"), "{seen}");
     assert_eq!(seen.matches("x-forwarded-proto").count(), 1, "{seen}");
+    // An empty one is not turned into a list with an empty member.
+    let r = c.request(b"GET /headers HTTP/1.1\r\nHost: t\r\nX-Forwarded-For:\r\n\r\n");
+    let seen = r.body_str().to_ascii_lowercase();
+    assert!(seen.contains("x-forwarded-for: 127.0.0.1\r\n"), "{seen}");
+    // An empty Upgrade names no protocol: no upgrade is asked of the upstream.
+    let r =
+        c.request(b"GET /headers HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade:\r\n\r\n");
+    assert_eq!(r.status, 200);
+    let seen = r.body_str().to_ascii_lowercase();
+    assert!(!seen.contains("upgrade"), "{seen}");
 }
 
 /// RFC 9112 §3.2.2: an absolute-form target is accepted; its authority replaces Host upstream,

@@ -75,6 +75,11 @@ fn malformed_heads_are_400() {
         b"GET / HTTP/1.1\nHost: t\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: t\nX-A: b\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: t\rX-A: b\r\n\r\n",
+        // the same behind empty lines, which the parser skips (the first once hid a bare LF)
+        b"\r\nGET / HTTP/1.1\r\nHost: t\nX-A: b\r\n\r\n",
+        b"\r\n\r\nGET / HTTP/1.1\r\nHost: t\nX-A: b\nX-B: c\r\n\r\n",
+        b"\r\nPOST /echo HTTP/1.1\r\nHost: t\r\nX: y\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"\nGET / HTTP/1.1\r\nHost: t\r\n\r\n",
         // NUL and other control bytes in a value
         b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\x00b\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\x01b\r\n\r\n",
@@ -89,6 +94,19 @@ fn malformed_heads_are_400() {
     for raw in cases {
         rejected(&gw, raw, 400);
     }
+}
+
+/// RFC 9112 §2.2: a server SHOULD ignore at least one empty line (CRLF) before the request
+/// line, as some clients send one after a POST body. It is not forwarded.
+#[test]
+fn empty_lines_before_a_request_are_ignored() {
+    let (_b, gw) = setup("");
+    let mut c = gw.conn();
+    let r = c.request(b"\r\nGET /headers HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(r.body.starts_with(b"GET /headers HTTP/1.1\r\n"), "{r:?}");
+    let r = c.request(b"\r\n\r\nGET /size/3 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!((r.status, r.body), (200, pattern(3)));
 }
 
 #[test]

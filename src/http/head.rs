@@ -234,8 +234,18 @@ fn looks_like_other_version(buf: &[u8]) -> bool {
 /// `fields + 2` lines (start line, fields, empty line), and every CR is followed by an LF
 /// (httparse rejects a lone CR). So the head is all-CRLF exactly when it holds `fields + 2`
 /// CRs: one counting pass, far cheaper than visiting each line ending.
+///
+/// httparse skips empty lines before the start line (RFC 9112 §2.2 lets a recipient ignore
+/// them), so those are checked here on their own: each must be a CRLF too, and they are left
+/// out of the count, or one extra CR up front would hide a bare LF further on.
 fn check_line_endings(head: &[u8], fields: usize) -> Result<(), &'static str> {
-    if count_byte(head, b'\r') == fields + 2 {
+    let lead = head
+        .iter()
+        .take_while(|&&c| c == b'\r' || c == b'\n')
+        .count();
+    let (empty_lines, head) = head.split_at(lead);
+    let crlf_pairs = empty_lines.chunks(2).all(|p| p == b"\r\n");
+    if crlf_pairs && count_byte(head, b'\r') == fields + 2 {
         Ok(())
     } else {
         Err("bare LF or CR in head")
@@ -424,7 +434,8 @@ fn classify_request(
         f.conn.keep_alive && !f.conn.close
     };
     if f.conn.upgrade {
-        head.upgrade = upgrade_field;
+        // An empty Upgrade names no protocol: there is nothing to switch to.
+        head.upgrade = upgrade_field.filter(|u| u.end > u.start);
     }
     if f.conn.names_fields {
         mark_connection_listed(buf, &mut head.headers);

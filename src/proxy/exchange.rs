@@ -342,9 +342,11 @@ fn build_upstream_head(b: &mut Buffers, route: &RouteSpec, info: &ConnInfo, serv
         h.hop || Some(i) == req.forwarded_for
     });
     out.extend_from_slice(b"x-forwarded-for: ");
-    if let Some(i) = req.forwarded_for {
-        out.extend_from_slice(req.headers[i].value.get(buf));
-        out.extend_from_slice(b", ");
+    if let Some(v) = req.forwarded_for.map(|i| req.headers[i].value.get(buf)) {
+        if !v.is_empty() {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
+        }
     }
     out.extend_from_slice(info.peer_ip.as_bytes());
     out.extend_from_slice(b"\r\n");

@@ -142,8 +142,10 @@ pub(super) fn build_client_head(b: &mut Buffers, framing: ClientFraming, keep: b
         }
         ClientFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         ClientFraming::None => {
-            if let Some(n) = resp.declared_length {
-                // HEAD and 304 describe the body they would have had.
+            // HEAD and 304 describe the body they would have had; 1xx and 204 must not carry
+            // Content-Length at all (RFC 9110 §8.6).
+            let may_describe = resp.status >= 200 && resp.status != 204;
+            if let Some(n) = resp.declared_length.filter(|_| may_describe) {
                 put_length(out, n);
             }
         }

@@ -6,6 +6,7 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
@@ -176,12 +177,40 @@ impl UpstreamPool {
         let t = self.idle_timeout;
         let idle = &mut self.servers[server].idle;
         while let Some(c) = idle.pop() {
-            if now.saturating_duration_since(c.since) < t {
+            if now.saturating_duration_since(c.since) < t && quiet(&c.stream) {
                 return Some(c.stream);
             }
         }
         None
     }
+}
+
+/// True when an idle upstream connection has nothing to read: no EOF (the server closed it
+/// while it idled) and no bytes (a server that sent more than its response said, a body after
+/// a HEAD answer, or a second response). Bytes found here belong to no request: reusing the
+/// connection would hand them to the next client as its response, so it is closed instead.
+///
+/// One non-blocking peek per reuse. With epoll, nginx and HAProxy get this from a read event
+/// left armed on idle connections; a completion ring would need an op parked on each one.
+fn quiet(s: &TcpStream) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte peek into a local on an open socket; MSG_DONTWAIT never blocks.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return e.kind() == io::ErrorKind::WouldBlock;
+    }
+    if n > 0 {
+        tracing::debug!("idle upstream connection had unsolicited bytes; closed");
+    }
+    false
 }
 
 async fn connect(
