@@ -5,7 +5,8 @@
 //! ```text
 //! server ── accepts on a per-core SO_REUSEPORT listener, one pinned monoio runtime per core
 //!   └► proxy::conn ── HTTP/1.1 connection loop over any `net::Stream` (TCP now, TLS later)
-//!        └► http ── strict head parsing and body framing (no routing, no sockets)
+//!        └► http ── strict head parsing, path normalisation and body framing (no routing,
+//!             no sockets)
 //!        └► proxy::exchange ── route → upstream head → bodies → response; the four policy
 //!             phases (request headers, request body, response headers, response body) hook in here
 //!             └► upstream ── per-worker pools and connects

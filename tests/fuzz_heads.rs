@@ -121,8 +121,10 @@ fn exchange(addr: std::net::SocketAddr, raw: &[u8], half_close: bool, limit: Dur
 }
 
 fn assert_serving(gw: &Gateway) {
+    // The upstream's next answer is whichever mutated response is due, so any final status
+    // will do: what counts is that the gateway still answers.
     let r = gw.conn().request(&get("/ok"));
-    assert!(r.status == 200 || r.status == 502, "still serving: {r:?}");
+    assert!((200..600).contains(&r.status), "still serving: {r:?}");
     let log = gw.log();
     assert!(!log.contains("panicked"), "a panic:\n{log}");
 }

@@ -446,6 +446,24 @@ fn close_delimited_upstream_body_is_relayed_then_closed() {
     assert!(t.to_ascii_lowercase().contains("connection: close"), "{t}");
 }
 
+/// A chunked body whose first size line is malformed, before any of the body was relayed:
+/// the client gets a 502 (not a bare close), and the connection is not reused.
+#[test]
+fn malformed_first_chunk_is_502() {
+    let up =
+        answers(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nhello\r\n0\r\n\r\n");
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    json_error(&c.request(&get("/")), 502);
+    assert!(c.is_closed(Duration::from_secs(3)));
+    json_error(&gw.conn().request(&get("/")), 502);
+    assert_eq!(
+        up.accepted(),
+        2,
+        "the broken upstream connection was reused"
+    );
+}
+
 /// An upstream sending interim responses forever gets a 502, not an endless relay.
 #[test]
 fn endless_interim_responses_are_502() {

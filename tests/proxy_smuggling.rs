@@ -87,6 +87,8 @@ fn malformed_heads_are_400() {
         // Host missing on 1.1, or twice
         b"GET / HTTP/1.1\r\nX-A: b\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n",
+        // a fragment in the target (no request target has one)
+        b"GET /a#frag HTTP/1.1\r\nHost: t\r\n\r\n",
         // garbage version
         b"GET / HTTP/1.x\r\nHost: t\r\n\r\n",
         b"GET / FOO\r\nHost: t\r\n\r\n",
@@ -316,4 +318,50 @@ fn unknown_transfer_coding_in_request_is_501() {
         b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
         501,
     );
+}
+
+/// Paths are normalised before routing and forwarded normalised, so a dot segment or a doubled
+/// slash cannot reach one route's upstream through another route's prefix; percent-encoded dot
+/// segments are refused.
+#[test]
+fn paths_are_routed_and_forwarded_normalised() {
+    let b = backend();
+    let dead = format!("127.0.0.1:{}", free_port());
+    let cfg = format!(
+        "workers = 1\nhost_check = \"off\"\n[[listeners]]\naddress = \"127.0.0.1:{}\"\n\
+         [[upstreams]]\nname = \"open\"\nservers = [\"{}\"]\n\
+         [[upstreams]]\nname = \"other\"\nservers = [\"{dead}\"]\n\
+         [[routes]]\npath_prefix = \"/public\"\nupstream = \"open\"\nstrip_prefix = true\n\
+         [[routes]]\npath_prefix = \"/\"\nupstream = \"other\"\n",
+        free_port(),
+        b.addr
+    );
+    let gw = Gateway::start(&cfg);
+    let mut c = gw.conn();
+    for path in [
+        "/public/./headers",
+        "//public//headers",
+        "/public/x/../headers?a=/../b",
+    ] {
+        let r = c.request(&get(path));
+        assert_eq!(r.status, 200, "{path}");
+        let seen = r.body_str();
+        assert!(
+            seen.starts_with("GET /headers"),
+            "{path}: upstream saw {seen}"
+        );
+        let forwarded_path = seen.split([' ', '?']).nth(1).unwrap_or("");
+        assert_eq!(forwarded_path, "/headers", "{path}: upstream saw {seen}");
+    }
+    // Out of the public prefix: the other route answers (its upstream is down: 502).
+    assert_eq!(c.request(&get("/public/../headers")).status, 502);
+    rejected_only(&gw, &get("/public/%2e%2e/headers"), 400);
+}
+
+/// Like `rejected`, for a gateway whose other routes cannot serve the follow-up check.
+fn rejected_only(gw: &Gateway, raw: &[u8], status: u16) {
+    let mut c = gw.conn();
+    let r = c.request(raw);
+    assert_eq!(r.status, status, "{:?}", String::from_utf8_lossy(raw));
+    assert!(c.is_closed(Duration::from_secs(3)));
 }

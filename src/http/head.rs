@@ -167,6 +167,15 @@ pub fn parse_request(
     classify_request(buf, req.headers, head)
 }
 
+/// Normalises the parsed request's path in place (see [`super::path`]): what is routed is
+/// what is forwarded. A percent-encoded dot segment is a 400.
+pub fn normalize_target(buf: &mut [u8], head: &mut RequestHead) -> Result<(), HeadError> {
+    let (start, end) = (head.target.start as usize, head.target.end as usize);
+    let len = super::path::normalize(&mut buf[start..end]).map_err(HeadError::Bad)?;
+    head.target.end = (start + len) as u32;
+    Ok(())
+}
+
 /// Splits a request target into the path to route and forward, and the authority of an
 /// absolute-form target (`http://host:port/path`), which RFC 9112 §3.2.2 says a server must
 /// accept and use instead of the Host field.

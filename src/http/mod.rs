@@ -5,6 +5,7 @@
 pub mod body;
 pub mod chunked;
 pub mod head;
+pub mod path;
 
 pub use body::BodyKind;
 pub use chunked::{ChunkedDecoder, ChunkedOutput};

@@ -14,6 +14,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::accesslog::Entry;
+use crate::http::head::normalize_target;
 use crate::http::head::HeadLimits;
 use crate::http::parse_request;
 use crate::net::{read_append, write_all, Stream};
@@ -189,7 +190,14 @@ fn next_head<'a, S: Stream>(
         loop {
             if let Some(b) = bufs.as_mut() {
                 if !b.cbuf.is_empty() {
-                    match parse_request(&b.cbuf, limits, &mut b.req) {
+                    // Only a complete head has a target to normalise.
+                    let parsed = parse_request(&b.cbuf, limits, &mut b.req).and_then(|done| {
+                        if done {
+                            normalize_target(&mut b.cbuf, &mut b.req)?;
+                        }
+                        Ok(done)
+                    });
+                    match parsed {
                         Ok(true) => return Head::Ready,
                         Ok(false) => {}
                         Err(e) => return Head::Reject(e.status(), e.reason()),

@@ -26,11 +26,15 @@ use crate::upstream::{ConnectError, UpConn};
 
 use super::errors::error_response;
 use super::response::{
-    build_client_head, read_final_head, respond, ClientFraming, HeadFail, Keep, Timeouts,
+    build_client_head, read_final_head, respond, ClientFraming, HeadFail, Keep, RespondError,
+    Timeouts,
 };
 use super::router::{upstream_target, Miss};
 use super::state::{Buffers, ConnInfo, Generation, WorkerState};
 use super::upload::{upload, RequestBody, SendError, UploadBuf, UploadPlan};
+
+/// The 502 message for a response body whose framing broke before any of it was sent.
+const BAD_BODY: &str = "malformed response body";
 
 /// What the connection loop does after an exchange.
 pub enum Next {
@@ -221,7 +225,8 @@ async fn forward<S: Stream>(
     }
     match respond(client, &mut conn.stream, b, w, f, timeouts, pipes).await {
         Ok(keep) => finish(keep, true, conn, route, g, w),
-        Err(()) => Next::Close,
+        Err(RespondError::BadBody) => reply(client, b, f, 502, BAD_BODY, true).await,
+        Err(RespondError::Closed) => Next::Close,
     }
 }
 
@@ -300,7 +305,13 @@ async fn duplex<S: Stream>(
             };
             respond(&mut cw, &mut ur, b, w, f, t, pipes)
                 .await
-                .map_err(|()| HeadFail::Client)
+                .map_err(|e| match e {
+                    RespondError::BadBody => {
+                        responded.set(false);
+                        HeadFail::Bad(BAD_BODY)
+                    }
+                    RespondError::Closed => HeadFail::Client,
+                })
         });
         monoio::select! {
             u = &mut up => match u {

@@ -180,8 +180,16 @@ pub(super) struct Keep {
     pub upstream: bool,
 }
 
-/// Writes the final head and relays the response body. `Err` means the client connection
-/// broke (or was cut off after a truncated body) and must close.
+/// Why a response could not be relayed to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RespondError {
+    /// The body's framing was malformed before anything reached the client: answer 502.
+    BadBody,
+    /// The client connection broke, or was cut off after a truncated body: close it.
+    Closed,
+}
+
+/// Writes the final head and relays the response body.
 pub(super) async fn respond<C, U>(
     client: &mut C,
     up: &mut U,
@@ -190,7 +198,7 @@ pub(super) async fn respond<C, U>(
     f: &mut Facts,
     t: Timeouts,
     pipes: Option<&PipePool>,
-) -> Result<Keep, ()>
+) -> Result<Keep, RespondError>
 where
     C: AsyncWriteRent + AsStream,
     U: AsyncReadRent + AsStream,
@@ -209,12 +217,19 @@ where
     build_client_head(b, framing, keep_client);
     let mut relay = ResponseBody::new(b.resp.body, http10);
     let start = b.resp.head_len;
-    relay.consume(b, start, f)?;
-    client_write(client, b).await?;
+    // Nothing has reached the client yet, so a malformed start of the body is a 502.
+    relay
+        .consume(b, start, f)
+        .map_err(|()| RespondError::BadBody)?;
+    client_write(client, b)
+        .await
+        .map_err(|()| RespondError::Closed)?;
     if !relay.done {
         // Boxed: the rest of a body needs timers and relays whose state would otherwise make
         // every exchange future large (and 128-byte aligned), though most bodies are done here.
-        Box::pin(relay_rest(client, up, b, f, t, pipes, &mut relay)).await?;
+        Box::pin(relay_rest(client, up, b, f, t, pipes, &mut relay))
+            .await
+            .map_err(|()| RespondError::Closed)?;
     }
     Ok(Keep {
         client: keep_client,

@@ -186,31 +186,29 @@ impl UpstreamPool {
 }
 
 /// True when an idle upstream connection has nothing to read: no EOF (the server closed it
-/// while it idled) and no bytes (a server that sent more than its response said, a body after
-/// a HEAD answer, or a second response). Bytes found here belong to no request: reusing the
-/// connection would hand them to the next client as its response, so it is closed instead.
+/// while it idled), no error and no bytes (a server that sent more than its response said, a
+/// body after a HEAD answer, a second response). Bytes found here belong to no request:
+/// reusing the connection would hand them to the next client as its response, so it is
+/// closed instead.
 ///
-/// One non-blocking peek per reuse. With epoll, nginx and HAProxy get this from a read event
-/// left armed on idle connections; a completion ring would need an op parked on each one.
+/// One zero-timeout poll(2) per reuse (it reads the socket's state without taking the socket
+/// lock a peeking recv would). With epoll, nginx and HAProxy get this from a read event left
+/// armed on idle connections; on a completion ring that would be an op parked on each one.
 fn quiet(s: &TcpStream) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: a one-byte peek into a local on an open socket; MSG_DONTWAIT never blocks.
-    let n = unsafe {
-        libc::recv(
-            s.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
+    let mut p = libc::pollfd {
+        fd: s.as_raw_fd(),
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
     };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return e.kind() == io::ErrorKind::WouldBlock;
+    // SAFETY: one pollfd on the stack, an open fd, no timeout.
+    let ready = unsafe { libc::poll(&mut p, 1, 0) };
+    if ready != 0 {
+        tracing::debug!(
+            revents = p.revents,
+            "idle upstream connection not quiet; closed"
+        );
     }
-    if n > 0 {
-        tracing::debug!("idle upstream connection had unsolicited bytes; closed");
-    }
-    false
+    ready == 0
 }
 
 async fn connect(
