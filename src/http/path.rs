@@ -11,18 +11,14 @@
 //! A target with a fragment (`#`) is refused too: RFC 9112 request targets have none. The
 //! query is kept as sent. A normalised path is never longer than the original, so the
 //! work is done in place in the request buffer; paths that need none (nearly all) are found by
-//! one scan over their slashes.
+//! one pass over the path that leaves them untouched.
 
 /// Normalises the path of `target` (path and query, origin-form) in place and returns the
 /// target's new length. Targets that do not start with '/' (`*`) are left alone.
 pub fn normalize(target: &mut [u8]) -> Result<usize, &'static str> {
-    // A fragment is the client's own business (RFC 9110 §7.1): no request target carries one.
-    if memchr::memchr(b'#', target).is_some() {
-        return Err("fragment in request target");
-    }
-    let path_end = memchr::memchr(b'?', target).unwrap_or(target.len());
+    let (path_end, work) = scan(target)?;
     let path = &target[..path_end];
-    if !path.starts_with(b"/") || !needs_work(path) {
+    if !work || !path.starts_with(b"/") {
         return Ok(target.len());
     }
     let clean = resolve(path)?;
@@ -32,10 +28,26 @@ pub fn normalize(target: &mut [u8]) -> Result<usize, &'static str> {
     Ok(clean.len() + query_len)
 }
 
-/// Whether any slash is followed by another slash, a dot or a percent sign: only then can a
-/// segment be empty, a dot segment, or an encoded one.
-fn needs_work(path: &[u8]) -> bool {
-    memchr::memchr_iter(b'/', path).any(|i| matches!(path.get(i + 1), Some(b'/' | b'.' | b'%')))
+/// One pass over the path: where it ends (at `?`), and whether any slash is followed by
+/// another slash, a dot or a percent sign (only then can a segment be empty, a dot segment or
+/// an encoded one). A fragment (`#`, anywhere) is refused: RFC 9112 request targets have none,
+/// and RFC 9110 §7.1 keeps fragments on the client. A byte loop, not memchr: paths are short,
+/// and this runs on every request.
+fn scan(target: &[u8]) -> Result<(usize, bool), &'static str> {
+    const FRAGMENT: &str = "fragment in request target";
+    let mut work = false;
+    let mut after_slash = false;
+    for (i, &c) in target.iter().enumerate() {
+        match c {
+            b'?' if memchr::memchr(b'#', &target[i..]).is_some() => return Err(FRAGMENT),
+            b'?' => return Ok((i, work)),
+            b'#' => return Err(FRAGMENT),
+            b'/' | b'.' | b'%' if after_slash => work = true,
+            _ => {}
+        }
+        after_slash = c == b'/';
+    }
+    Ok((target.len(), work))
 }
 
 /// The path with empty, `.` and `..` segments resolved (never above the root), keeping a
