@@ -1,7 +1,7 @@
 //! Per-worker upstream connections: round-robin server choice that skips servers marked down
 //! after a failed connect (passive health), connect with a deadline, and a pool of idle
-//! keep-alive connections. A pool belongs to one worker; nothing here is shared across threads,
-//! so there are no locks.
+//! keep-alive connections, each checked before reuse (see `quiet`). A pool belongs to one
+//! worker; nothing here is shared across threads, so there are no locks.
 
 use std::cell::{Cell, RefCell};
 use std::io;
