@@ -394,3 +394,67 @@ fn sigterm_with_only_idle_connections_exits_promptly() {
     assert!(hot.is_closed(Duration::from_secs(1)));
     assert!(cold.is_closed(Duration::from_secs(1)));
 }
+
+/// While a request is still in flight, SIGTERM closes idle keep-alive connections at once
+/// (they must not pick up new work during the drain), and the in-flight request completes.
+#[test]
+fn sigterm_closes_idle_connections_while_requests_finish() {
+    let b = backend();
+    let mut gw = Gateway::start(&config(free_port(), b.addr, "drain_timeout = \"5s\""));
+    let mut idle = gw.conn();
+    assert_eq!(idle.request(&get("/size/1")).status, 200);
+    let mut busy = gw.conn();
+    busy.send(&get("/delay/1500"));
+    std::thread::sleep(Duration::from_millis(200));
+    gw.sigterm();
+    let t = Instant::now();
+    assert!(
+        idle.is_closed(Duration::from_secs(1)),
+        "the idle connection was left open during the drain"
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    let r = busy.read_response();
+    assert_eq!((r.status, r.header("connection")), (200, Some("close")));
+    assert!(gw
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits")
+        .success());
+}
+
+/// `header_timeout` bounds the whole head, counted from its first byte: a client dripping a
+/// byte at a time (slowloris) gets its 408 then, however steadily it sends.
+#[test]
+fn slowly_dripped_head_is_cut_at_header_timeout() {
+    let b = backend();
+    let port = free_port();
+    let cfg = config(port, b.addr, "").replace(
+        &format!("address = \"127.0.0.1:{port}\"\n"),
+        &format!("address = \"127.0.0.1:{port}\"\nheader_timeout = \"1s\"\n"),
+    );
+    let gw = Gateway::start(&cfg);
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(150)))
+        .unwrap();
+    let head = b"GET / HTTP/1.1\r\nHost: t\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let start = Instant::now();
+    let mut answer = Vec::new();
+    for byte in head.iter() {
+        use std::io::{Read, Write};
+        if s.write_all(&[*byte]).is_err() {
+            break;
+        }
+        let mut buf = [0u8; 512];
+        if let Ok(n) = s.read(&mut buf) {
+            answer.extend_from_slice(&buf[..n]);
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
+    let e = start.elapsed();
+    assert!(e < Duration::from_millis(2500), "cut only after {e:?}");
+}

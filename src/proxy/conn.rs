@@ -187,6 +187,9 @@ fn next_head<'a, S: Stream>(
     first: bool,
 ) -> impl Future<Output = Head> + 'a {
     async move {
+        // The rest of a head must come within the header timeout, counted once from its first
+        // bytes (not per read, or a client dripping a byte at a time would never be cut off).
+        let mut head_deadline = None;
         loop {
             if let Some(b) = bufs.as_mut() {
                 if !b.cbuf.is_empty() {
@@ -221,7 +224,8 @@ fn next_head<'a, S: Stream>(
             }
             // Part of a head is here: the rest must come within the header timeout.
             let b = bufs.as_mut().expect("partial head implies buffers");
-            let deadline = w.waits.register(client.socket_fd(), info.header_timeout);
+            let deadline = head_deadline
+                .get_or_insert_with(|| w.waits.register(client.socket_fd(), info.header_timeout));
             let (r, buf) = read_append(client, take(&mut b.cbuf)).await;
             b.cbuf = buf;
             if deadline.expired() {
@@ -250,7 +254,7 @@ fn idle_wait<'a, S: Stream>(
     wait: Duration,
 ) -> impl Future<Output = bool> + 'a {
     async move {
-        let deadline = w.waits.register(client.socket_fd(), wait);
+        let deadline = w.waits.register_idle(client.socket_fd(), wait);
         if w.hot_idle.get() < HOT_IDLE_MAX {
             let b = bufs.get_or_insert_with(|| w.take_buffers());
             w.hot_idle.set(w.hot_idle.get() + 1);

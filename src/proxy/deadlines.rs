@@ -18,6 +18,8 @@ struct Entry {
     fd: RawFd,
     deadline: Instant,
     expired: bool,
+    /// A keep-alive (or first-request) wait: ended early when the worker drains.
+    idle: bool,
 }
 
 /// The housekeeping tick that sweeps deadlines (see `server::worker`).
@@ -43,23 +45,39 @@ impl SocketDeadlines {
     /// fire up to one tick early (fine for idle limits of seconds). The fd must stay open while
     /// the guard lives.
     pub fn register(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
-        self.insert(fd, self.now.get() + timeout)
+        self.insert(fd, self.now.get() + timeout, false)
+    }
+
+    /// Like [`register`](Self::register) for a connection waiting, idle, for its next request:
+    /// [`expire_idle`](Self::expire_idle) ends such waits at once.
+    pub fn register_idle(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
+        self.insert(fd, self.now.get() + timeout, true)
     }
 
     /// Like [`register`](Self::register) but never early: the deadline counts from the last
     /// tick plus one tick, so it fires between `timeout` and `timeout` + two ticks from now,
     /// without reading the clock on the request path.
     pub fn register_exact(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
-        self.insert(fd, self.now.get() + timeout + TICK)
+        self.insert(fd, self.now.get() + timeout + TICK, false)
     }
 
-    fn insert(&self, fd: RawFd, deadline: Instant) -> Deadline<'_> {
+    fn insert(&self, fd: RawFd, deadline: Instant, idle: bool) -> Deadline<'_> {
         let key = self.entries.borrow_mut().insert(Entry {
             fd,
             deadline,
             expired: false,
+            idle,
         });
         Deadline { owner: self, key }
+    }
+
+    /// Ends every idle wait now (the worker is draining: idle keep-alive connections close).
+    pub fn expire_idle(&self) {
+        for (_, e) in self.entries.borrow_mut().iter_mut() {
+            if e.idle && !e.expired {
+                expire(e);
+            }
+        }
     }
 
     /// Expires overdue waits: their sockets' read side is shut down, which ends the wait.
@@ -68,9 +86,7 @@ impl SocketDeadlines {
         self.now.set(now);
         for (_, e) in self.entries.borrow_mut().iter_mut() {
             if !e.expired && e.deadline <= now {
-                e.expired = true;
-                // SAFETY: registered fds are open until their guard drops and removes them.
-                unsafe { libc::shutdown(e.fd, libc::SHUT_RD) };
+                expire(e);
             }
         }
     }
@@ -79,6 +95,13 @@ impl SocketDeadlines {
     pub fn now(&self) -> Instant {
         self.now.get()
     }
+}
+
+/// Marks a wait expired and shuts its socket's read side, which ends the pending read.
+fn expire(e: &mut Entry) {
+    e.expired = true;
+    // SAFETY: registered fds are open until their guard drops and removes them.
+    unsafe { libc::shutdown(e.fd, libc::SHUT_RD) };
 }
 
 /// A registered wait; dropping it deregisters.

@@ -93,6 +93,8 @@ async fn main(spec: WorkerSpec) {
     wait_ctrl(spec.ctrl).await;
     w.draining.set(true);
     stop.fire();
+    // Idle keep-alive connections close now; busy ones close after their response.
+    w.waits.expire_idle();
     let deadline = Instant::now() + snap.drain_timeout;
     while w.in_flight.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(5)).await;
