@@ -1,5 +1,6 @@
-//! SIGHUP reloads the config file: new connections see the new routes, connections that are
-//! open keep working, and a broken file leaves the previous config serving.
+//! SIGHUP reloads the config file: new requests see the new routes (on new connections and on
+//! kept-alive ones alike), open connections keep working, and a broken file leaves the previous
+//! config serving.
 
 mod common;
 
@@ -41,12 +42,42 @@ fn sighup_applies_a_good_config_and_keeps_the_old_one_on_error() {
         gw.log()
     );
     assert_eq!(gw.conn().request(&get("/one")).status, 404);
-    // A connection opened before the reload keeps its config and keeps working.
-    assert_eq!(kept.request(&get("/one")).status, 200);
+    // A connection opened before the reload keeps working, on the new config from its next
+    // request: a removed route is gone for it too.
+    assert_eq!(kept.request(&get("/one")).status, 404);
+    assert_eq!(kept.request(&get("/two")).status, 200);
 
     std::fs::write(gw.config_path(), "this is = not [valid toml").unwrap();
     gw.signal(Signal::SIGHUP);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(gw.conn().request(&get("/two")).status, 200, "{}", gw.log());
     assert!(gw.log().contains("reload failed"), "{}", gw.log());
+}
+
+/// Settings a reload cannot apply (listener timeouts, drain timeout, access log …) are named in
+/// a warning instead of being dropped silently; the rest of the file applies.
+#[test]
+fn reload_names_the_changes_that_need_a_restart() {
+    let b = backend();
+    let port = free_port();
+    let first = config_with(port, b.addr, "drain_timeout = \"5s\"", "", "");
+    let gw = Gateway::start(&first);
+    let second = first
+        .replace("drain_timeout = \"5s\"", "drain_timeout = \"9s\"")
+        .replace(
+            &format!("address = \"127.0.0.1:{port}\"\n"),
+            &format!("address = \"127.0.0.1:{port}\"\nkeepalive_timeout = \"1s\"\n"),
+        )
+        .replace("path_prefix = \"/\"", "path_prefix = \"/new\"");
+    std::fs::write(gw.config_path(), &second).unwrap();
+    gw.signal(Signal::SIGHUP);
+    assert!(wait_status(&gw, "/new", 200), "{}", gw.log());
+    let log = gw.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("need a restart"))
+        .unwrap_or_else(|| panic!("no warning:\n{log}"));
+    assert!(warning.contains("drain_timeout"), "{warning}");
+    assert!(warning.contains("listeners"), "{warning}");
+    assert!(!warning.contains("workers"), "{warning}");
 }

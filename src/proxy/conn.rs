@@ -14,6 +14,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::accesslog::Entry;
+use crate::config::LimitsSpec;
 use crate::http::head::normalize_target;
 use crate::http::head::HeadLimits;
 use crate::http::parse_request;
@@ -50,15 +51,10 @@ pub fn serve<S: Stream>(
     w.open_connections.set(w.open_connections.get() + 1);
     async move {
         let _open = Counted::adopt(&w.open_connections);
-        let g = w.generation();
-        let limits = HeadLimits {
-            max_head: g.snap.limits.max_head_bytes,
-            max_uri: g.snap.limits.max_uri_bytes,
-            max_headers: g.snap.limits.max_headers,
-        };
         let mut bufs: Option<Box<Buffers>> = Some(w.take_buffers());
         let mut first = true;
         loop {
+            let limits = head_limits(&w.generation().snap.limits);
             match next_head(&mut client, &mut bufs, &info, &w, &limits, first).await {
                 Head::Ready => {}
                 Head::Closed => break,
@@ -69,6 +65,9 @@ pub fn serve<S: Stream>(
                 }
             }
             first = false;
+            // Each request takes the config current when its head arrived: after a reload,
+            // kept-alive connections route by the new one too (a cheap check when unchanged).
+            let g = w.generation();
             // A block, so `next` (which holds an upstream connection) is gone before the
             // tunnel is awaited and never takes room in this future's state.
             let tunnel = {
@@ -95,6 +94,14 @@ pub fn serve<S: Stream>(
         if let Some(b) = bufs {
             w.put_buffers(b);
         }
+    }
+}
+
+fn head_limits(l: &LimitsSpec) -> HeadLimits {
+    HeadLimits {
+        max_head: l.max_head_bytes,
+        max_uri: l.max_uri_bytes,
+        max_headers: l.max_headers,
     }
 }
 

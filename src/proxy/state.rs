@@ -86,7 +86,8 @@ impl WorkerState {
         }
     }
 
-    /// The generation new connections use; picks up a reloaded snapshot (one atomic load).
+    /// The current generation (each request takes it when its head arrives); picks up a
+    /// reloaded snapshot (one atomic load when unchanged).
     pub fn generation(&self) -> Rc<Generation> {
         let gen = self.handle.generation();
         if self.current.borrow().id != gen {

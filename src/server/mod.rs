@@ -128,23 +128,56 @@ fn reload(handle: &Arc<SnapshotHandle>, path: Option<&std::path::Path>) {
     notify::notify("RELOADING=1");
     match config::load_file(path) {
         Ok(new) => {
-            let old = handle.load();
-            if new
-                .listeners
-                .iter()
-                .map(|l| l.addr)
-                .ne(old.listeners.iter().map(|l| l.addr))
-            {
+            let pending = restart_only_changes(&handle.load(), &new);
+            if !pending.is_empty() {
                 tracing::warn!(
-                    "listener changes need a restart; new routes and upstreams apply now"
+                    keys = %pending.join(", "),
+                    "these changes need a restart; routes, upstreams and limits apply now"
                 );
             }
             handle.swap(new);
-            tracing::info!(config = %path.display(), "config reloaded; new connections use it");
+            tracing::info!(config = %path.display(), "config reloaded; new requests use it");
         }
         Err(e) => tracing::error!(error = %e, "reload failed; the previous config keeps serving"),
     }
     notify::notify("READY=1");
+}
+
+/// Settings a reload does not apply (they shape workers, rings, listeners, pipes and the log
+/// sink, which live as long as the process): the keys whose values changed.
+fn restart_only_changes(old: &config::Snapshot, new: &config::Snapshot) -> Vec<&'static str> {
+    let listener = |l: &config::ListenerSpec| {
+        (
+            l.addr,
+            l.backlog,
+            l.max_connections,
+            l.header_timeout,
+            l.keepalive_timeout,
+            l.send_timeout,
+        )
+    };
+    let debug = |v: &dyn std::fmt::Debug| format!("{v:?}");
+    [
+        ("workers", debug(&old.workers) != debug(&new.workers)),
+        ("io_driver", debug(&old.io_driver) != debug(&new.io_driver)),
+        ("ring_entries", old.ring_entries != new.ring_entries),
+        ("drain_timeout", old.drain_timeout != new.drain_timeout),
+        ("pipe_size", old.pipe_size != new.pipe_size),
+        (
+            "access_log",
+            debug(&old.access_log) != debug(&new.access_log),
+        ),
+        (
+            "listeners",
+            old.listeners
+                .iter()
+                .map(listener)
+                .ne(new.listeners.iter().map(listener)),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
 }
 
 fn stop_workers(ctrls: &[std::os::unix::net::UnixStream]) {
