@@ -51,10 +51,10 @@ pub fn run(listen: SocketAddr) -> anyhow::Result<()> {
     println!("try:");
     println!("  curl -i {base}/                          # 50-byte body from the backend");
     println!("  curl -s {base}/size/1048576 | wc -c      # 1 MiB body");
-    println!("  curl -i --data-binary @Cargo.toml {base}/echo");
+    println!("  curl -i --data-binary 'hello ringway' {base}/echo");
     println!("  curl -i {base}/api/status/204            # /api prefix stripped");
     println!("  curl -i {base}/api/delay/3000            # 504 after the route's 2 s timeout");
-    println!("  curl -N {base}/sse?count=5&interval_ms=500");
+    println!("  curl -N '{base}/sse?count=5&interval_ms=500'");
     println!("Ctrl-C stops it.");
     let r = crate::server::run(snap, None);
     backend.stop();

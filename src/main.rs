@@ -122,8 +122,12 @@ static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RINGWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: a file, a pipe or the journal gets plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
 }

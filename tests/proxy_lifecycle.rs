@@ -257,13 +257,20 @@ fn access_log_has_one_line_per_request() {
     c.request(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
     c.request(&get("/delay/1?x=1"));
     drop(c);
+    // ringway's own answer (a 400: no Host) is logged with its body's length.
+    let bad = gw.conn().request(b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(bad.status, 400);
+    let own = format!(" 400 {} ", bad.body.len());
     gw.sigterm();
     assert!(gw
         .wait_exit(Duration::from_secs(5))
         .is_some_and(|s| s.success()));
     let text = std::fs::read_to_string(&log).expect("access log written");
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(lines[4].contains(&own), "{:?} lacks {own:?}", lines[4]);
+    // The service log goes to a file here: plain text, no colour codes.
+    assert!(!gw.log().contains('\x1b'), "{:?}", gw.log());
     for (line, want) in lines.iter().zip([
         "\"GET /size/10\" 200",
         "\"GET /status/404\" 404",

@@ -138,6 +138,7 @@ async fn reject<S: Stream>(
     why: &'static str,
 ) {
     let b = bufs.get_or_insert_with(|| w.take_buffers());
+    let bytes = error_response(&mut b.out, status, why, true) as u64;
     if w.log.enabled() {
         // The head did not parse: log what ringway answered, without a request line.
         w.log.log(&Entry {
@@ -145,12 +146,11 @@ async fn reject<S: Stream>(
             method: b"-",
             target: b"-",
             status,
-            bytes: 0,
+            bytes,
             upstream: None,
             duration: Duration::ZERO,
         });
     }
-    error_response(&mut b.out, status, why, true);
     // Bounded by the socket's TCP_USER_TIMEOUT (the listener's send_timeout).
     let _ = write_all(client, take(&mut b.out)).await;
 }

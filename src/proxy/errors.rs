@@ -4,8 +4,8 @@ use std::io::Write;
 
 use crate::http::reason_phrase;
 
-/// Writes a complete error response into `out`.
-pub fn error_response(out: &mut Vec<u8>, status: u16, message: &str, close: bool) {
+/// Writes a complete error response into `out`; returns the body's length (for the access log).
+pub fn error_response(out: &mut Vec<u8>, status: u16, message: &str, close: bool) -> usize {
     out.clear();
     let body_len = r#"{"error":"","status":}"#.len() + json_len(message) + 3;
     let _ = write!(
@@ -16,6 +16,7 @@ pub fn error_response(out: &mut Vec<u8>, status: u16, message: &str, close: bool
     );
     push_json(out, message);
     let _ = write!(out, "\",\"status\":{status}}}");
+    body_len
 }
 
 fn json_len(s: &str) -> usize {

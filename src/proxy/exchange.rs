@@ -106,7 +106,7 @@ fn reply<'a, S: Stream>(
         // The head is consumed even when nothing was forwarded, or it would be served again.
         b.cpos = b.cpos.max(b.req.head_len);
         f.status = status;
-        error_response(&mut b.out, status, msg, close);
+        f.bytes = error_response(&mut b.out, status, msg, close) as u64;
         let (r, out) = write_all(client, take(&mut b.out)).await;
         b.out = out;
         if close || r.is_err() {

@@ -143,7 +143,7 @@ async fn accept_loop(sock: TcpListener, l: ListenerSpec, w: Rc<WorkerState>, sto
 /// Over the per-worker connection limit: a quick 503 and close, never a stall.
 async fn reject_busy(mut stream: TcpStream) {
     let mut out = Vec::with_capacity(160);
-    error_response(&mut out, 503, "connection limit reached", true);
+    let _ = error_response(&mut out, 503, "connection limit reached", true);
     let _ = with_timeout(Duration::from_secs(1), write_all(&mut stream, out)).await;
 }
 
