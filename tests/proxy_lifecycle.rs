@@ -465,3 +465,40 @@ fn slowly_dripped_head_is_cut_at_header_timeout() {
     let e = start.elapsed();
     assert!(e < Duration::from_millis(2500), "cut only after {e:?}");
 }
+
+/// A second gateway on an address another one already serves refuses to start (the workers'
+/// SO_REUSEPORT would otherwise let both bind and split the connections between them).
+#[test]
+fn second_gateway_on_a_taken_address_refuses_to_start() {
+    let b = backend();
+    let cfg = config(free_port(), b.addr, "");
+    let gw = Gateway::start(&cfg);
+    let dir = temp_dir("taken");
+    let path = dir.join("second.toml");
+    std::fs::write(&path, &cfg).unwrap();
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["run", "-c"])
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = second.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("the second gateway started on a taken address");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(second.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(err.contains("cannot listen on"), "{err}");
+    assert_eq!(gw.conn().request(&get("/size/1")).status, 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -33,6 +33,14 @@ pub fn run(snap: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     } else {
         None
     };
+    for l in &snap.listeners {
+        listener::ensure_free(l).with_context(|| {
+            format!(
+                "cannot listen on {} ({}): is another server using it?",
+                l.addr, l.name
+            )
+        })?;
+    }
     let drain = snap.drain_timeout;
     let listeners: Vec<String> = snap.listeners.iter().map(|l| l.addr.to_string()).collect();
     let handle = SnapshotHandle::new(snap);
