@@ -2,6 +2,7 @@
 //! immutable [`Snapshot`] that workers read. Errors always name the file, the key and what was
 //! expected; a reload swaps the snapshot through a [`SnapshotHandle`].
 
+mod locate;
 pub mod model;
 pub mod units;
 
@@ -53,7 +54,12 @@ pub fn load_file(path: &Path) -> Result<Snapshot, ConfigError> {
 /// Parses and validates config text; `file` names it in errors.
 pub fn load_str(text: &str, file: &str) -> Result<Snapshot, ConfigError> {
     let raw = parse(text, file)?;
-    Snapshot::from_raw(raw, file)
+    Snapshot::from_raw(raw, file).map_err(|mut e| {
+        if e.line.is_none() {
+            e.line = locate::line_of(text, &e.key);
+        }
+        e
+    })
 }
 
 fn parse(text: &str, file: &str) -> Result<RawConfig, ConfigError> {
@@ -147,6 +153,56 @@ response_timeout = "250ms"
         let text = GOOD.replace("strip_prefix = true", "stream_idle_timeout = \"0s\"");
         let e = load_str(&text, "t.toml").unwrap_err();
         assert_eq!(e.key, "routes[0].stream_idle_timeout", "{e}");
+    }
+
+    /// The error for `text`, which must fail validation.
+    fn fails(text: &str) -> ConfigError {
+        load_str(text, "bad.toml").expect_err("config should be refused")
+    }
+
+    #[test]
+    fn semantic_errors_carry_the_line() {
+        let e = fails(&GOOD.replace("upstream = \"be\"", "upstream = \"nope\""));
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            ("routes[0].upstream", Some(10)),
+            "{e}"
+        );
+        assert!(e.to_string().contains("(line 10)"), "{e}");
+        let e = fails(&GOOD.replace("127.0.0.1:9000", "localhost"));
+        assert_eq!(e.line, Some(7), "{e}");
+        // The second of several servers, on a line of its own.
+        let e = fails(&GOOD.replace(
+            "[\"127.0.0.1:9000\"]",
+            "[\n  \"127.0.0.1:9000\",\n  \"127.0.0.1:0\",\n]",
+        ));
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            ("upstreams[0].servers[1]", Some(9)),
+            "{e}"
+        );
+        // A name written twice is reported where it is written the second time.
+        let text = format!("{GOOD}[[routes]]\nname = \"route0\"\nupstream = \"be\"\n");
+        let e = fails(&text);
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            ("routes[1].name", Some(14)),
+            "{e}"
+        );
+        // A key that is not written points at its table's header.
+        assert_eq!(locate::line_of(GOOD, "routes[0].name"), Some(8));
+        assert_eq!(locate::line_of(GOOD, "routes[3].name"), Some(8));
+        // Inline tables and dotted top-level keys.
+        let e = fails(&GOOD.replace("workers = 2", "limits = { max_headers = 0 }"));
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            ("limits.max_headers", Some(2)),
+            "{e}"
+        );
+        // Nothing to point at: no line rather than a wrong one.
+        assert_eq!(locate::line_of(GOOD, "nope.x"), None);
+        let e = fails("routes = []\nupstreams = []\nlisteners = []\n");
+        assert_eq!((e.key.as_str(), e.line), ("listeners", Some(3)), "{e}");
     }
 
     #[test]

@@ -36,6 +36,14 @@ pub struct RawConfig {
     pub routes: Vec<Route>,
 }
 
+/// Upper bound of `workers = N`: each worker is a pinned thread with its own ring, pools and
+/// buffers, so more workers than any real machine has CPUs is a typo, not a setting.
+pub const MAX_WORKERS: usize = 1024;
+
+/// Upper bound of a listener's `max_connections` (per worker): fd and port arithmetic in
+/// `ringway check` stays far from overflow, and no single worker can hold more anyway.
+pub const MAX_CONNECTIONS: usize = 10_000_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Workers {
     #[default]
@@ -205,14 +213,12 @@ impl<'de> Deserialize<'de> for Workers {
             N(i64),
             S(String),
         }
-        match W::deserialize(d)
-            .map_err(|_| serde::de::Error::custom("expected \"auto\" or a positive worker count"))?
-        {
-            W::N(n) if n >= 1 => Ok(Workers::Count(n as usize)),
+        const WANT: &str = "expected \"auto\" or a worker count from 1 to 1024";
+        match W::deserialize(d).map_err(|_| serde::de::Error::custom(WANT))? {
+            W::N(n) if (1..=MAX_WORKERS as i64).contains(&n) => Ok(Workers::Count(n as usize)),
             W::S(s) if s == "auto" => Ok(Workers::Auto),
-            _ => Err(serde::de::Error::custom(
-                "expected \"auto\" or a positive worker count",
-            )),
+            W::N(n) => Err(serde::de::Error::custom(format!("{WANT}, got {n}"))),
+            W::S(s) => Err(serde::de::Error::custom(format!("{WANT}, got {s:?}"))),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::model::{AccessLog, RawConfig};
+use super::model::{AccessLog, RawConfig, MAX_CONNECTIONS};
 use super::{ConfigError, HostCheckMode, IoDriver, RelayMode, Workers};
 
 #[derive(Debug, Clone)]
@@ -97,33 +97,74 @@ impl Snapshot {
                 format!("expected 8..=32768, got {}", raw.ring_entries),
             ));
         }
-        let listeners = raw
-            .listeners
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                let addr = parse_addr(&l.address)
-                    .map_err(|m| err(format!("listeners[{i}].address"), m))?;
-                if l.max_connections == 0 {
-                    return Err(err(
-                        format!("listeners[{i}].max_connections"),
-                        "expected a positive number".into(),
-                    ));
-                }
-                Ok(ListenerSpec {
-                    name: l.name.clone().unwrap_or_else(|| format!("listener{i}")),
-                    addr,
-                    backlog: l.backlog,
-                    max_connections: l.max_connections,
-                    header_timeout: l.header_timeout.0,
-                    keepalive_timeout: l.keepalive_timeout.0,
-                    send_timeout: l.send_timeout.0,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        // A zero timeout cannot work anywhere it is checked: a zero head or response timeout
+        // fails every request, a zero keep-alive closes connections a client may be reusing
+        // (dropping the request it just sent), a zero send timeout is the kernel's "no
+        // TCP_USER_TIMEOUT" and a zero connect timeout never connects.
+        let positive = |key: String, d: Duration, example: &str| {
+            if d.is_zero() {
+                Err(err(
+                    key,
+                    format!("expected a positive duration such as \"{example}\", got 0"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let mut listeners: Vec<ListenerSpec> = Vec::with_capacity(raw.listeners.len());
+        for (i, l) in raw.listeners.iter().enumerate() {
+            let key = |k: &str| format!("listeners[{i}].{k}");
+            let addr = parse_addr(&l.address).map_err(|m| err(key("address"), m))?;
+            if addr.port() == 0 {
+                return Err(err(
+                    key("address"),
+                    format!(
+                        "expected a port from 1 to 65535, got 0 in {:?} (each worker would \
+                         listen on a different random port)",
+                        l.address
+                    ),
+                ));
+            }
+            if let Some(j) = listeners.iter().position(|x| x.addr == addr) {
+                return Err(err(
+                    key("address"),
+                    format!(
+                        "address {addr} is already used by listeners[{j}]; expected each \
+                         listener to have its own address"
+                    ),
+                ));
+            }
+            if !(1..=MAX_CONNECTIONS).contains(&l.max_connections) {
+                return Err(err(
+                    key("max_connections"),
+                    format!(
+                        "expected 1..=10000000 connections per worker, got {}",
+                        l.max_connections
+                    ),
+                ));
+            }
+            positive(key("header_timeout"), l.header_timeout.0, "10s")?;
+            positive(key("keepalive_timeout"), l.keepalive_timeout.0, "75s")?;
+            positive(key("send_timeout"), l.send_timeout.0, "60s")?;
+            listeners.push(ListenerSpec {
+                name: l.name.clone().unwrap_or_else(|| format!("listener{i}")),
+                addr,
+                backlog: l.backlog,
+                max_connections: l.max_connections,
+                header_timeout: l.header_timeout.0,
+                keepalive_timeout: l.keepalive_timeout.0,
+                send_timeout: l.send_timeout.0,
+            });
+        }
 
         let mut upstreams = Vec::with_capacity(raw.upstreams.len());
         for (i, u) in raw.upstreams.iter().enumerate() {
+            if u.name.trim().is_empty() {
+                return Err(err(
+                    format!("upstreams[{i}].name"),
+                    format!("expected a non-empty upstream name, got {:?}", u.name),
+                ));
+            }
             if upstreams.iter().any(|x: &UpstreamSpec| x.name == u.name) {
                 return Err(err(
                     format!("upstreams[{i}].name"),
@@ -144,9 +185,27 @@ impl Snapshot {
                 .iter()
                 .enumerate()
                 .map(|(j, s)| {
-                    parse_addr(s).map_err(|m| err(format!("upstreams[{i}].servers[{j}]"), m))
+                    let key = || format!("upstreams[{i}].servers[{j}]");
+                    let addr = parse_addr(s).map_err(|m| err(key(), m))?;
+                    if addr.port() == 0 {
+                        return Err(err(
+                            key(),
+                            format!("expected a port from 1 to 65535, got 0 in {s:?}"),
+                        ));
+                    }
+                    Ok(addr)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            positive(
+                format!("upstreams[{i}].connect_timeout"),
+                u.connect_timeout.0,
+                "3s",
+            )?;
+            positive(
+                format!("upstreams[{i}].response_timeout"),
+                u.response_timeout.0,
+                "30s",
+            )?;
             upstreams.push(UpstreamSpec {
                 name: u.name.clone(),
                 servers,
@@ -158,8 +217,24 @@ impl Snapshot {
             });
         }
 
-        let mut routes = Vec::with_capacity(raw.routes.len());
+        let mut routes: Vec<RouteSpec> = Vec::with_capacity(raw.routes.len());
         for (i, r) in raw.routes.iter().enumerate() {
+            let name = r.name.clone().unwrap_or_else(|| format!("route{i}"));
+            if let Some(j) = routes.iter().position(|x| x.name == name) {
+                // Two defaults never collide, so one of the pair was written by the operator.
+                let (at, note) = if r.name.is_some() {
+                    (i, "")
+                } else {
+                    (j, " (a route without a name is called route<index>)")
+                };
+                return Err(err(
+                    format!("routes[{at}].name"),
+                    format!(
+                        "route name {name:?} is used by routes[{j}] and routes[{i}]; expected \
+                         unique names{note}"
+                    ),
+                ));
+            }
             let upstream = upstreams
                 .iter()
                 .position(|u| u.name == r.upstream)
@@ -186,6 +261,15 @@ impl Snapshot {
             }
             let methods = match &r.methods {
                 None => None,
+                Some(m) if m.is_empty() => {
+                    return Err(err(
+                        format!("routes[{i}].methods"),
+                        "expected at least one method such as \"GET\" (an empty list would \
+                         answer every request with 405); leave `methods` out to allow every \
+                         method"
+                            .into(),
+                    ));
+                }
                 Some(m) => {
                     for (j, name) in m.iter().enumerate() {
                         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphabetic()) {
@@ -211,10 +295,20 @@ impl Snapshot {
                     ));
                 }
             }
+            if let Some(d) = r.connect_timeout {
+                positive(format!("routes[{i}].connect_timeout"), d.0, "3s")?;
+            }
+            if let Some(d) = r.response_timeout {
+                positive(format!("routes[{i}].response_timeout"), d.0, "30s")?;
+            }
+            let host = match &r.host {
+                None => None,
+                Some(h) => Some(route_host(h).map_err(|m| err(format!("routes[{i}].host"), m))?),
+            };
             let u = &upstreams[upstream];
             routes.push(RouteSpec {
-                name: r.name.clone().unwrap_or_else(|| format!("route{i}")),
-                host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+                name,
+                host,
                 path_prefix: r.path_prefix.clone(),
                 methods,
                 upstream,
@@ -279,6 +373,53 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse().map_err(|_| {
         format!("expected an IP address with port such as \"127.0.0.1:8080\" or \"[::1]:8080\", got {s:?}")
     })
+}
+
+/// A route's `host` as the router compares it: lower-cased, IPv6 literals in brackets. The router
+/// drops the port of the request's Host header before comparing, so a configured host with a
+/// port could never match and is refused rather than silently widened to every port.
+fn route_host(h: &str) -> Result<String, String> {
+    let host = h.to_ascii_lowercase();
+    if host.is_empty() {
+        return Err(
+            "expected a host name such as \"api.example.com\"; leave `host` out to \
+                    match any host"
+                .into(),
+        );
+    }
+    if host
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'/' || b == b'@')
+    {
+        return Err(format!(
+            "expected a bare host name such as \"api.example.com\" (no scheme, path or \
+             spaces), got {h:?}"
+        ));
+    }
+    let port_note = "ports are ignored when matching (the request's Host port is not compared)";
+    if let Some(rest) = host.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((ip, "")) if ip.parse::<std::net::Ipv6Addr>().is_ok() => Ok(host),
+            Some((ip, _)) if ip.parse::<std::net::Ipv6Addr>().is_ok() => Err(format!(
+                "expected a host without a port, got {h:?}: {port_note}; write \"[{ip}]\""
+            )),
+            _ => Err(format!(
+                "expected an IPv6 address in brackets such as \"[::1]\", got {h:?}"
+            )),
+        };
+    }
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Err(format!(
+            "expected an IPv6 address in brackets as clients send it in Host, got {h:?}; \
+             write \"[{host}]\""
+        ));
+    }
+    if let Some((name, _)) = host.split_once(':') {
+        return Err(format!(
+            "expected a host without a port, got {h:?}: {port_note}; write \"{name}\""
+        ));
+    }
+    Ok(host)
 }
 
 /// Shared holder of the current snapshot. Workers keep their own `Arc` and only look here when

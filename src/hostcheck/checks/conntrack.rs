@@ -13,7 +13,7 @@ pub fn checks(host: &Host, d: &Demand) -> Vec<Check> {
             .current("nf_conntrack not loaded")
             .required("-")];
     }
-    let need = d.tracked_conns * 2;
+    let need = d.tracked_conns.saturating_mul(2);
     vec![super::at_least(
         host,
         "conntrack",

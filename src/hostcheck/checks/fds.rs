@@ -30,7 +30,7 @@ pub fn checks(host: &Host, d: &Demand) -> Vec<Check> {
         "fs.file-max",
         need,
         Status::Fail,
-        2_097_152u64.max(need * 2),
+        2_097_152u64.max(need.saturating_mul(2)),
         GENERIC_FILE,
     ));
     rows

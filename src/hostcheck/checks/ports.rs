@@ -7,6 +7,7 @@ use super::{Check, Status, GENERIC_FILE};
 use crate::config::Snapshot;
 use crate::hostcheck::demand::Demand;
 use crate::hostcheck::probe::Host;
+use crate::hostcheck::profile::{self, ProfileName};
 
 const G: &str = "ports";
 const RANGE: &str = "net.ipv4.ip_local_port_range";
@@ -52,6 +53,14 @@ fn listen_ports(s: &Snapshot, lo: u16, hi: u16, reserved: Option<&[u16]>) -> Vec
     let mut ports: Vec<u16> = s.listeners.iter().map(|l| l.addr.port()).collect();
     ports.sort_unstable();
     ports.dedup();
+    // One value for every FAIL row: applying any row's fix (or all of them) reserves every listen
+    // port in the range at once, keeps what is reserved now and what the shipped profile reserves.
+    let fix_value = reserved.map(|res| {
+        let mut v: Vec<u16> = res.to_vec();
+        v.extend(profile_reserved());
+        v.extend(ports.iter().copied().filter(|p| (lo..=hi).contains(p)));
+        format_ports(&v)
+    });
     ports
         .into_iter()
         .map(|p| {
@@ -72,7 +81,11 @@ fn listen_ports(s: &Snapshot, lo: u16, hi: u16, reserved: Option<&[u16]>) -> Vec
                     format!("inside {lo}-{hi}, not reserved")
                 })
                 .required("outside range or reserved")
-                .sysctl_fix(RESERVED, &add_port(res, p), GENERIC_FILE)
+                .sysctl_fix(
+                    RESERVED,
+                    fix_value.as_deref().unwrap_or_default(),
+                    GENERIC_FILE,
+                )
         })
         .collect()
 }
@@ -101,11 +114,49 @@ pub(crate) fn parse_ports(v: &str) -> Vec<u16> {
     out
 }
 
-/// The reserved list with `port` added, as one value for sysctl.
-fn add_port(reserved: &[u16], port: u16) -> String {
-    let mut v: Vec<u16> = reserved.to_vec();
-    v.push(port);
+/// The ports the shipped generic profile reserves (its line is what the fix rewrites).
+fn profile_reserved() -> Vec<u16> {
+    profile::sysctls(ProfileName::Generic)
+        .into_iter()
+        .find(|e| e.key == RESERVED)
+        .map_or_else(Vec::new, |e| parse_ports(&e.value))
+}
+
+/// Ports as one sysctl value in the kernel's format, sorted, runs written as `a-b`.
+fn format_ports(ports: &[u16]) -> String {
+    let mut v = ports.to_vec();
     v.sort_unstable();
     v.dedup();
-    v.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let mut j = i;
+        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
+            j += 1;
+        }
+        out.push(if j == i {
+            v[i].to_string()
+        } else {
+            format!("{}-{}", v[i], v[j])
+        });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_lists_round_trip_with_ranges() {
+        assert_eq!(
+            format_ports(&[443, 80, 8000, 8001, 8002, 80]),
+            "80,443,8000-8002"
+        );
+        assert_eq!(format_ports(&[]), "");
+        assert_eq!(format_ports(&[65534, 65535]), "65534-65535");
+        let v = parse_ports("80,443,8000-8002");
+        assert_eq!(format_ports(&v), "80,443,8000-8002");
+    }
 }

@@ -100,7 +100,7 @@ fn memlock_row(host: &Host, v: Option<(u32, u32)>, s: &Snapshot, d: &Demand) -> 
             .current("not charged (kernel >= 5.12)")
             .required("-");
     }
-    let need = d.workers * ring_bytes(s.ring_entries as u64);
+    let need = d.workers.saturating_mul(ring_bytes(s.ring_entries as u64));
     let fixes = [
         format!("{UNIT_FILE}: LimitMEMLOCK=64M"),
         format!("{LIMITS_FILE}: ringway - memlock 65536"),
