@@ -53,8 +53,9 @@ pub fn serve<S: Stream>(
         let _open = Counted::adopt(&w.open_connections);
         let mut bufs: Option<Box<Buffers>> = Some(w.take_buffers());
         let mut first = true;
+        let mut g = w.generation();
         loop {
-            let limits = head_limits(&w.generation().snap.limits);
+            let limits = head_limits(&g.snap.limits);
             match next_head(&mut client, &mut bufs, &info, &w, &limits, first).await {
                 Head::Ready => {}
                 Head::Closed => break,
@@ -66,8 +67,10 @@ pub fn serve<S: Stream>(
             }
             first = false;
             // Each request takes the config current when its head arrived: after a reload,
-            // kept-alive connections route by the new one too (a cheap check when unchanged).
-            let g = w.generation();
+            // kept-alive connections route by the new one too (one atomic load when unchanged).
+            if !w.is_current(&g) {
+                g = w.generation();
+            }
             // A block, so `next` (which holds an upstream connection) is gone before the
             // tunnel is awaited and never takes room in this future's state.
             let tunnel = {

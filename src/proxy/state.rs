@@ -97,6 +97,11 @@ impl WorkerState {
         self.current.borrow().clone()
     }
 
+    /// Whether `g` is still the current generation (no reload since it was taken).
+    pub fn is_current(&self, g: &Generation) -> bool {
+        self.handle.generation() == g.id
+    }
+
     pub fn take_buffers(&self) -> Box<Buffers> {
         self.buffers
             .borrow_mut()
