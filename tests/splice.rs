@@ -381,3 +381,53 @@ fn pooled_upstreams_reused_after_splice() {
         "upstream connections were not reused"
     );
 }
+
+/// A client that stops reading for longer than the upstream's response timeout (but within its
+/// own send timeout) still gets the whole body in both modes: waiting for the client is bounded
+/// by the client's send timeout, not by the upstream's.
+#[test]
+fn client_pausing_past_the_response_timeout_gets_the_whole_body() {
+    let b = backend();
+    const N: usize = 8 * 1024 * 1024;
+    for mode in ["splice", "copy"] {
+        let port = free_port();
+        let cfg = config_with(
+            port,
+            b.addr,
+            "",
+            "response_timeout = \"1s\"",
+            &format!("relay = \"{mode}\""),
+        )
+        .replace(
+            &format!("address = \"127.0.0.1:{port}\"\n"),
+            &format!("address = \"127.0.0.1:{port}\"\nsend_timeout = \"30s\"\n"),
+        );
+        let gw = Gateway::start(&cfg);
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_recv_buffer_size(64 * 1024).unwrap();
+        s.connect(&gw.addr.into()).unwrap();
+        let mut s: TcpStream = s.into();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(format!("GET /size/{N} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .unwrap();
+        thread::sleep(Duration::from_millis(2500));
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let head_end = loop {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "{mode}: closed after {} bytes", got.len());
+            got.extend_from_slice(&buf[..n]);
+            if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        while got.len() - head_end < N {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        assert_eq!(got.len() - head_end, N, "{mode}: body cut short");
+        assert!(got[head_end..] == pattern(N)[..], "{mode}: body altered");
+    }
+}

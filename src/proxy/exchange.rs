@@ -157,6 +157,7 @@ async fn forward<S: Stream>(
     let timeouts = Timeouts {
         response: route.response_timeout,
         stream_idle: route.stream_idle_timeout,
+        client_send: info.send_timeout,
     };
     let mut attempt = 0;
     // Failed connects so far; each moves the request to the upstream's next server.
@@ -302,6 +303,7 @@ async fn duplex<S: Stream>(
             let t = Timeouts {
                 response: timeout,
                 stream_idle: route.stream_idle_timeout,
+                client_send: info.send_timeout,
             };
             respond(&mut cw, &mut ur, b, w, f, t, pipes)
                 .await

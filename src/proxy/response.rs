@@ -171,6 +171,9 @@ pub(super) fn build_client_head(b: &mut Buffers, framing: ClientFraming, keep: b
 pub(super) struct Timeouts {
     pub response: Duration,
     pub stream_idle: Duration,
+    /// The client's send timeout: how long a client may stop reading (it bounds a splice
+    /// relay's wait for the client, as TCP_USER_TIMEOUT bounds a copy relay's writes).
+    pub client_send: Duration,
 }
 
 /// Which connections may survive the exchange, as far as the response is concerned (the
@@ -264,7 +267,11 @@ where
     let mut quiet = event_stream;
     while !relay.done {
         if let Some(pipes) = pipes {
-            if splice_body(client, up, relay, pipes, f, timeout).await? {
+            let limits = Deadlines {
+                read: timeout,
+                write: t.client_send,
+            };
+            if splice_body(client, up, relay, pipes, f, limits).await? {
                 continue;
             }
         }
@@ -400,7 +407,7 @@ async fn splice_body<C: AsStream, U: AsStream>(
     relay: &mut ResponseBody,
     pipes: &PipePool,
     f: &mut Facts,
-    timeout: Duration,
+    t: Deadlines,
 ) -> Result<bool, ()> {
     let len = match relay.kind {
         BodyKind::Length(_) if relay.remaining >= SPLICE_MIN => relay.remaining,
@@ -408,10 +415,6 @@ async fn splice_body<C: AsStream, U: AsStream>(
             relay.decoder.data_remaining()
         }
         _ => return Ok(false),
-    };
-    let t = Deadlines {
-        read: timeout,
-        write: timeout,
     };
     let out = splice::relay(pipes, up.as_stream(), client.as_stream(), len, t).await;
     f.bytes += out.delivered;

@@ -187,6 +187,9 @@ pub struct ConnInfo {
     pub proto: &'static str,
     pub header_timeout: Duration,
     pub keepalive_timeout: Duration,
+    /// How long the client may leave sent bytes unread (TCP_USER_TIMEOUT on its socket; also
+    /// the limit of a splice relay's wait for the client to take more).
+    pub send_timeout: Duration,
 }
 
 impl ConnInfo {
@@ -197,6 +200,7 @@ impl ConnInfo {
             proto,
             header_timeout: l.header_timeout,
             keepalive_timeout: l.keepalive_timeout,
+            send_timeout: l.send_timeout,
         }
     }
 }
