@@ -502,3 +502,24 @@ fn second_gateway_on_a_taken_address_refuses_to_start() {
     assert_eq!(gw.conn().request(&get("/size/1")).status, 200);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A restart right after a stop binds at once (what `systemctl restart` does): the drain takes
+/// the listening sockets out of LISTEN before the process exits, so neither the start-up check
+/// nor the new workers meet the old ones (on io_uring the kernel closes them only after the
+/// rings are torn down).
+#[test]
+fn restart_right_after_a_stop_binds() {
+    let b = backend();
+    let cfg = config(free_port(), b.addr, "");
+    let mut gw = Gateway::start(&cfg);
+    for _ in 0..3 {
+        assert_eq!(gw.conn().request(&get("/size/1")).status, 200);
+        gw.sigterm();
+        assert!(gw
+            .wait_exit(Duration::from_secs(5))
+            .expect("exits")
+            .success());
+        gw = Gateway::try_start(&cfg).expect("restart binds at once");
+    }
+    assert_eq!(gw.conn().request(&get("/size/1")).status, 200);
+}

@@ -34,7 +34,7 @@ pub fn run(snap: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         None
     };
     for l in &snap.listeners {
-        listener::ensure_free(l).with_context(|| {
+        ensure_free(l).with_context(|| {
             format!(
                 "cannot listen on {} ({}): is another server using it?",
                 l.addr, l.name
@@ -99,6 +99,23 @@ pub fn run(snap: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let _ = done_rx.recv_timeout(drain + Duration::from_secs(2));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// [`listener::ensure_free`], retried for a moment: a predecessor that was killed (not
+/// drained) holds its listening sockets until the kernel has torn down its rings.
+fn ensure_free(l: &config::ListenerSpec) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        match listener::ensure_free(l) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
 }
 
 /// Signals are taken synchronously by the main thread; workers inherit the mask and never see them.

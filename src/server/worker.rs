@@ -3,6 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -85,6 +86,7 @@ async fn main(spec: WorkerSpec) {
         }
     }
     let stop = Rc::new(Stop::default());
+    let listening: Vec<RawFd> = listeners.iter().map(|(s, _)| s.as_raw_fd()).collect();
     for (sock, l) in listeners {
         monoio::spawn(accept_loop(sock, l, w.clone(), stop.clone()));
     }
@@ -92,6 +94,7 @@ async fn main(spec: WorkerSpec) {
     let _ = spec.ready.send(Ok(()));
     wait_ctrl(spec.ctrl).await;
     w.draining.set(true);
+    listening.into_iter().for_each(stop_listening);
     stop.fire();
     // Idle keep-alive connections close now; busy ones close after their response.
     w.waits.expire_idle();
@@ -131,6 +134,8 @@ async fn accept_loop(sock: TcpListener, l: ListenerSpec, w: Rc<WorkerState>, sto
                 let info = ConnInfo::new(peer, "http", &l);
                 monoio::spawn(Isolated(serve(stream, info, w.clone())));
             }
+            // The drain took the socket out of LISTEN (see `stop_listening`).
+            Err(_) if stop.fired.get() => return,
             Err(e) => {
                 // EMFILE/ENFILE: back off instead of spinning; `ringway check` explains the fix.
                 tracing::warn!(error = %e, listener = %l.addr, "accept failed");
@@ -138,6 +143,16 @@ async fn accept_loop(sock: TcpListener, l: ListenerSpec, w: Rc<WorkerState>, sto
             }
         }
     }
+}
+
+/// Takes the listening socket out of LISTEN now. Closing it is not enough on io_uring: the
+/// ring keeps a reference until the kernel tears it down, some milliseconds after the process
+/// exits, and meanwhile the socket still takes connections (which then die) and holds the
+/// port against an immediate restart.
+fn stop_listening(fd: RawFd) {
+    // SAFETY: shutdown(2) on a listening socket whose accept task holds it open until the
+    // runtime ends, after this call.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
 
 /// Over the per-worker connection limit: a quick 503 and close, never a stall.

@@ -178,7 +178,7 @@ impl Gateway {
             if started.elapsed() >= timeout {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
