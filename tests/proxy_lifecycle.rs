@@ -190,6 +190,9 @@ fn listener_connection_limit_answers_503_at_once() {
     drop(second);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(gw.conn().request(&get("/size/2")).status, 200);
+    // The turned-away connection has its access-log line (flushed within a second).
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(gw.log().contains("\"- -\" 503 "), "{}", gw.log());
 }
 
 fn validate(text: &str) -> std::process::Output {

@@ -128,7 +128,7 @@ async fn accept_loop(sock: TcpListener, l: ListenerSpec, w: Rc<WorkerState>, sto
         match accepted {
             Ok((stream, peer)) => {
                 if w.open_connections.get() >= l.max_connections {
-                    monoio::spawn(reject_busy(stream));
+                    monoio::spawn(reject_busy(stream, peer, w.clone()));
                     continue;
                 }
                 let info = ConnInfo::new(peer, "http", &l);
@@ -155,10 +155,23 @@ fn stop_listening(fd: RawFd) {
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
 
-/// Over the per-worker connection limit: a quick 503 and close, never a stall.
-async fn reject_busy(mut stream: TcpStream) {
+/// Over the per-worker connection limit: a quick 503 and close, never a stall. It gets an
+/// access-log line like every other answer (no request was read: `- -`), so an operator sees
+/// the limit being hit.
+async fn reject_busy(mut stream: TcpStream, peer: std::net::SocketAddr, w: Rc<WorkerState>) {
     let mut out = Vec::with_capacity(160);
-    let _ = error_response(&mut out, 503, "connection limit reached", true);
+    let body = error_response(&mut out, 503, "connection limit reached", true);
+    if w.log.enabled() {
+        w.log.log(&crate::accesslog::Entry {
+            client: &peer.ip().to_string(),
+            method: b"-",
+            target: b"-",
+            status: 503,
+            bytes: body as u64,
+            upstream: None,
+            duration: Duration::ZERO,
+        });
+    }
     let _ = with_timeout(Duration::from_secs(1), write_all(&mut stream, out)).await;
 }
 
