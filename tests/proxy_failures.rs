@@ -53,6 +53,20 @@ fn no_route_is_404_json_and_keeps_the_connection() {
     );
 }
 
+/// A method the route does not allow is a 405 that says which methods it does (RFC 9110
+/// §15.5.6: the Allow field is required), and the connection stays usable.
+#[test]
+fn method_not_allowed_is_405_with_allow() {
+    let b = backend();
+    let cfg = config_with(free_port(), b.addr, "", "", "methods = [\"GET\", \"POST\"]");
+    let gw = Gateway::start(&cfg);
+    let mut c = gw.conn();
+    let r = c.request(b"DELETE /x HTTP/1.1\r\nHost: t\r\n\r\n");
+    json_error(&r, 405);
+    assert_eq!(r.header("allow"), Some("GET, POST"), "{r:?}");
+    assert_eq!(c.request(&get("/size/1")).status, 200);
+}
+
 #[test]
 fn refused_upstream_is_502_quickly() {
     let gw = gateway_for(closed_port_addr(), "");

@@ -6,11 +6,23 @@ use crate::http::reason_phrase;
 
 /// Writes a complete error response into `out`; returns the body's length (for the access log).
 pub fn error_response(out: &mut Vec<u8>, status: u16, message: &str, close: bool) -> usize {
+    error_response_with(out, status, message, close, "")
+}
+
+/// Like [`error_response`], with `extra` header lines (each ending in CRLF), such as the
+/// `Allow` a 405 must carry.
+pub fn error_response_with(
+    out: &mut Vec<u8>,
+    status: u16,
+    message: &str,
+    close: bool,
+    extra: &str,
+) -> usize {
     out.clear();
     let body_len = r#"{"error":"","status":}"#.len() + json_len(message) + 3;
     let _ = write!(
         out,
-        "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {body_len}\r\n{}\r\n{{\"error\":\"",
+        "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {body_len}\r\n{extra}{}\r\n{{\"error\":\"",
         reason_phrase(status),
         if close { "connection: close\r\n" } else { "" },
     );

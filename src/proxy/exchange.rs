@@ -24,7 +24,7 @@ use crate::net::{halves, write_all, Stream};
 use crate::relay::pipes::PipePool;
 use crate::upstream::{ConnectError, UpConn};
 
-use super::errors::error_response;
+use super::errors::error_response_with;
 use super::response::{
     build_client_head, read_final_head, respond, ClientFraming, HeadFail, Keep, RespondError,
     Timeouts,
@@ -99,14 +99,27 @@ fn reply<'a, S: Stream>(
     f: &'a mut Facts,
     status: u16,
     msg: &'a str,
+    close: bool,
+) -> Pin<Box<dyn Future<Output = Next> + 'a>> {
+    reply_with(client, b, f, status, msg, close, String::new())
+}
+
+/// [`reply`] with extra header lines.
+fn reply_with<'a, S: Stream>(
+    client: &'a mut S,
+    b: &'a mut Buffers,
+    f: &'a mut Facts,
+    status: u16,
+    msg: &'a str,
     mut close: bool,
+    extra: String,
 ) -> Pin<Box<dyn Future<Output = Next> + 'a>> {
     Box::pin(async move {
         close |= b.req.body.has_body() || !b.req.keep_alive;
         // The head is consumed even when nothing was forwarded, or it would be served again.
         b.cpos = b.cpos.max(b.req.head_len);
         f.status = status;
-        f.bytes = error_response(&mut b.out, status, msg, close) as u64;
+        f.bytes = error_response_with(&mut b.out, status, msg, close, &extra) as u64;
         let (r, out) = write_all(client, take(&mut b.out)).await;
         b.out = out;
         if close || r.is_err() {
@@ -132,8 +145,11 @@ async fn forward<S: Stream>(
     {
         Ok(i) => i,
         Err(Miss::NotFound) => return reply(client, b, f, 404, "no route", false).await,
-        Err(Miss::MethodNotAllowed) => {
-            return reply(client, b, f, 405, "method not allowed", false).await
+        Err(Miss::MethodNotAllowed(i)) => {
+            // RFC 9110 §15.5.6: a 405 lists the methods the resource allows.
+            let methods = g.router.route(i).methods.as_deref().unwrap_or_default();
+            let allow = format!("allow: {}\r\n", methods.join(", "));
+            return reply_with(client, b, f, 405, "method not allowed", false, allow).await;
         }
     };
     let route = g.router.route(route_i);

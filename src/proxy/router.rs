@@ -7,8 +7,9 @@ use crate::config::RouteSpec;
 pub enum Miss {
     /// Nothing matches host and path: 404.
     NotFound,
-    /// The path matches but the method is not allowed there: 405.
-    MethodNotAllowed,
+    /// The path matches but the method is not allowed there: 405 (the route's index, for
+    /// the `Allow` field the answer must carry).
+    MethodNotAllowed(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -47,7 +48,7 @@ impl Router {
         }
         let (i, _) = best.ok_or(Miss::NotFound)?;
         match &self.routes[i].methods {
-            Some(m) if !m.iter().any(|x| x.as_bytes() == method) => Err(Miss::MethodNotAllowed),
+            Some(m) if !m.iter().any(|x| x.as_bytes() == method) => Err(Miss::MethodNotAllowed(i)),
             _ => Ok(i),
         }
     }
@@ -130,7 +131,10 @@ upstream = "a"
         let r = router();
         assert_eq!(r.find(b"x", b"/api/v1?q", b"GET"), Ok(1));
         assert_eq!(r.find(b"x", b"/apix", b"GET"), Ok(0));
-        assert_eq!(r.find(b"x", b"/api", b"POST"), Err(Miss::MethodNotAllowed));
+        assert_eq!(
+            r.find(b"x", b"/api", b"POST"),
+            Err(Miss::MethodNotAllowed(1))
+        );
         assert_eq!(r.find(b"EXAMPLE.com:8080", b"/z", b"GET"), Ok(2));
     }
 
