@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use crate::accesslog::Entry;
 use crate::config::LimitsSpec;
-use crate::http::head::normalize_target;
-use crate::http::head::HeadLimits;
+use crate::http::head::{normalize_target, HeadLimits};
 use crate::http::parse_request;
 use crate::net::{read_append, write_all, Stream};
 use crate::relay::tunnel;
