@@ -109,6 +109,11 @@ fn sigterm_gives_up_on_requests_past_drain_timeout() {
     );
     assert!(status.success(), "{status}");
     assert!(c.is_closed(Duration::from_secs(1)));
+    assert!(
+        gw.log().contains("cutting requests still in flight"),
+        "{}",
+        gw.log()
+    );
 }
 
 /// GET, POST echo of 1 MiB, pipelining and a 502 on one driver.

@@ -102,6 +102,14 @@ async fn main(spec: WorkerSpec) {
     while w.in_flight.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
+    if w.in_flight.get() > 0 {
+        // Their connections close with the runtime; they get no access-log line.
+        tracing::warn!(
+            worker = spec.id,
+            requests = w.in_flight.get(),
+            "drain_timeout passed; cutting requests still in flight"
+        );
+    }
     w.log.flush();
 }
 
