@@ -275,6 +275,36 @@ fn no_content_length_on_1xx_and_204() {
     assert_eq!((r.status, r.header("content-length")), (304, Some("5")));
 }
 
+/// Upgrade on a response other than 101 is an offer for the upstream's own hop (RFC 9110
+/// §7.8, e.g. Apache's `Upgrade: h2,h2c` on ordinary responses): it is not passed on, and
+/// neither is the Connection that names it.
+#[test]
+fn upgrade_offer_on_a_response_is_not_forwarded() {
+    let up = upstream_writing(&[
+        b"HTTP/1.1 200 OK\r\nUpgrade: h2,h2c\r\nConnection: Upgrade\r\nContent-Length: 2\r\n\r\nok",
+    ]);
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    let r = c.request(&get("/"));
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
+    assert_eq!(r.header("upgrade"), None, "{r:?}");
+    assert_eq!(r.header("connection"), None, "{r:?}");
+    assert_eq!(c.request(&get("/")).status, 200, "kept alive");
+}
+
+/// An HTTP/1.0 request cannot upgrade (RFC 9110 §7.8): its Upgrade is ignored, not passed on.
+#[test]
+fn http10_upgrade_is_ignored() {
+    let b = backend();
+    let gw = gateway_for(b.addr, "");
+    let r = gw.conn().request(
+        b"GET /headers HTTP/1.0\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let seen = r.body_str().to_ascii_lowercase();
+    assert!(!seen.contains("upgrade"), "{seen}");
+}
+
 #[test]
 fn expect_100_continue_with_body() {
     let b = backend();

@@ -87,6 +87,14 @@ fn malformed_heads_are_400() {
         // Host missing on 1.1, or twice
         b"GET / HTTP/1.1\r\nX-A: b\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n",
+        // Host values of the wrong shape (RFC 9112 §3.2: 400), and an absolute-form target
+        // with an empty host (RFC 9110 §4.2.1)
+        b"GET / HTTP/1.1\r\nHost: a:b:c\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: :80\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x:abc\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a]b[\r\n\r\n",
+        b"GET http://:80/p HTTP/1.1\r\nHost: t\r\n\r\n",
         // a fragment in the target (no request target has one)
         b"GET /a#frag HTTP/1.1\r\nHost: t\r\n\r\n",
         // garbage version
@@ -109,6 +117,34 @@ fn empty_lines_before_a_request_are_ignored() {
     assert!(r.body.starts_with(b"GET /headers HTTP/1.1\r\n"), "{r:?}");
     let r = c.request(b"\r\n\r\nGET /size/3 HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!((r.status, r.body), (200, pattern(3)));
+}
+
+/// CONNECT is not a gateway's business: 501, whatever its target (a 2xx to it would start a
+/// tunnel on the client's side that the relay would not provide).
+#[test]
+fn connect_is_501() {
+    let (_b, gw) = setup("");
+    rejected(&gw, b"CONNECT /p HTTP/1.1\r\nHost: t\r\n\r\n", 501);
+    rejected(&gw, b"CONNECT t:443 HTTP/1.1\r\nHost: t:443\r\n\r\n", 501);
+}
+
+/// Well-formed Host values of every shape still pass.
+#[test]
+fn host_values_of_every_valid_shape_are_accepted() {
+    let (_b, gw) = setup("");
+    let mut c = gw.conn();
+    for host in [
+        "t",
+        "t:8080",
+        "t:",
+        "10.0.0.1:80",
+        "[::1]",
+        "[::1]:8080",
+        "a-b.example",
+    ] {
+        let r = c.request(format!("GET /size/1 HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+        assert_eq!(r.status, 200, "{host}");
+    }
 }
 
 #[test]

@@ -157,6 +157,10 @@ pub fn parse_request(
     if target.len() > limits.max_uri {
         return Err(HeadError::UriTooLong);
     }
+    if req.method == Some("CONNECT") {
+        // Its 2xx would start a tunnel the client expects and the relay would not provide.
+        return Err(HeadError::Connect);
+    }
     let (path, authority) = split_target(target, req.method == Some("OPTIONS"))?;
     head.head_len = len;
     head.method = Span::of(buf, req.method.unwrap_or("").as_bytes());
@@ -442,8 +446,9 @@ fn classify_request(
     } else {
         f.conn.keep_alive && !f.conn.close
     };
-    if f.conn.upgrade {
-        // An empty Upgrade names no protocol: there is nothing to switch to.
+    if f.conn.upgrade && head.minor == 1 {
+        // An empty Upgrade names no protocol: there is nothing to switch to. HTTP/1.0 requests
+        // cannot upgrade (RFC 9110 §7.8: the field is ignored there).
         head.upgrade = upgrade_field.filter(|u| u.end > u.start);
     }
     if f.conn.names_fields {
@@ -515,6 +520,9 @@ fn classify_response(
                 connection_tokens(value, &mut f.conn);
                 true
             }
+            // Only a 101 passes Upgrade on (with ringway's own `Connection: upgrade`); on any
+            // other response it is an offer for the hop to the upstream (RFC 9110 §7.8).
+            7 if eq(name, "upgrade") => head.status != 101,
             n => is_hop_by_hop(n, name),
         };
         head.headers.push(HeaderRef {
@@ -638,8 +646,30 @@ const HOST_BYTES: [bool; 256] = {
     t
 };
 
+/// A Host value or authority: `host[:port]` with a reg-name or IPv4 host or a bracketed IPv6
+/// literal, a port of digits, and no host-less port (RFC 9110 §4.2.1); empty is allowed (a
+/// Host for a target without authority). Bytes are checked against [`HOST_BYTES`].
 fn valid_host(h: &[u8]) -> bool {
-    h.iter().all(|&b| HOST_BYTES[b as usize])
+    if !h.iter().all(|&b| HOST_BYTES[b as usize]) {
+        return false;
+    }
+    let (host, port) = match h.strip_prefix(b"[") {
+        Some(rest) => match rest.iter().position(|&b| b == b']') {
+            Some(end) => (&rest[..end], &rest[end + 1..]),
+            None => return false,
+        },
+        None => match h.iter().position(|&b| b == b':') {
+            Some(colon) => (&h[..colon], &h[colon..]),
+            None => (h, &b""[..]),
+        },
+    };
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    let host_ok = !host.contains(&b'[') && !host.contains(&b']');
+    port_ok && host_ok && (!host.is_empty() || h.is_empty())
 }
 
 fn trim(v: &[u8]) -> &[u8] {

@@ -28,6 +28,8 @@ pub enum HeadError {
     Expectation,
     /// A transfer coding besides chunked, which ringway cannot decode or pass on → 501.
     UnknownCoding,
+    /// CONNECT: a gateway to APIs does not open tunnels to arbitrary hosts → 501.
+    Connect,
 }
 
 impl HeadError {
@@ -38,7 +40,7 @@ impl HeadError {
             HeadError::UriTooLong => 414,
             HeadError::Version => 505,
             HeadError::Expectation => 417,
-            HeadError::UnknownCoding => 501,
+            HeadError::UnknownCoding | HeadError::Connect => 501,
         }
     }
 
@@ -51,6 +53,7 @@ impl HeadError {
             HeadError::Version => "HTTP version not supported",
             HeadError::Expectation => "unsupported expectation",
             HeadError::UnknownCoding => "transfer coding not implemented",
+            HeadError::Connect => "CONNECT not implemented",
         }
     }
 }
