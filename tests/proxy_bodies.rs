@@ -426,6 +426,15 @@ fn forwarding_headers_added_and_hop_by_hop_removed() {
     );
     assert!(!seen.contains("https"), "{seen}");
     assert_eq!(seen.matches("x-forwarded-proto").count(), 1, "{seen}");
+    // A bodiless POST keeps its `Content-Length: 0` (RFC 9110 §8.6); a GET without one gets none.
+    let r = c.request(b"POST /headers HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    let seen = r.body_str().to_ascii_lowercase();
+    assert!(seen.contains("content-length: 0\r\n"), "{seen}");
+    let r = c.request(&get("/headers"));
+    assert!(
+        !r.body_str().to_ascii_lowercase().contains("content-length"),
+        "{r:?}"
+    );
     // An empty one is not turned into a list with an empty member.
     let r = c.request(b"GET /headers HTTP/1.1\r\nHost: t\r\nX-Forwarded-For:\r\n\r\n");
     let seen = r.body_str().to_ascii_lowercase();

@@ -74,6 +74,9 @@ pub struct RequestHead {
     pub headers: Vec<HeaderRef>,
     pub host: Option<Span>,
     pub body: BodyKind,
+    /// The request said `Content-Length: 0` (its body is `None`, but the field is passed on:
+    /// RFC 9110 §8.6, and some origins answer a bodiless POST without it with 411).
+    pub zero_length: bool,
     /// The client wants the connection kept after this exchange.
     pub keep_alive: bool,
     /// `Connection: upgrade` with an `Upgrade` header (WebSocket handshake).
@@ -433,6 +436,7 @@ fn classify_request(
             h.hop = true;
         }
     }
+    head.zero_length = f.length == Some(0);
     head.body = if f.te {
         BodyKind::Chunked
     } else {

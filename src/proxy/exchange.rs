@@ -402,6 +402,7 @@ fn build_upstream_head(b: &mut Buffers, route: &RouteSpec, info: &ConnInfo, serv
             put_length(out, n);
         }
         BodyKind::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        _ if req.zero_length => out.extend_from_slice(b"content-length: 0\r\n"),
         _ => {}
     }
     if let Some(u) = req.upgrade {
