@@ -176,6 +176,20 @@ fn max_connections_and_workers_are_bounded() {
 
 /// The overflow reached `ringway check` before: now the config is refused with its message and
 /// exit 1, not a panic (debug) or a wrapped fd sum that PASSes (release).
+/// The parser's header table holds 256 fields: a larger `max_headers` could never be honoured.
+#[test]
+fn max_headers_above_the_parser_table_is_refused() {
+    refused(
+        &replace(
+            "drain_timeout = \"10s\"",
+            "drain_timeout = \"10s\"\nlimits = { max_headers = 500 }",
+        ),
+        "limits.max_headers",
+        3,
+        "expected 1..=256",
+    );
+}
+
 #[test]
 fn check_refuses_overflowing_max_connections() {
     let root = FakeRoot::good("overflow");
