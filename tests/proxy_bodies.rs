@@ -292,6 +292,25 @@ fn upgrade_offer_on_a_response_is_not_forwarded() {
     assert_eq!(c.request(&get("/")).status, 200, "kept alive");
 }
 
+/// A response forwarded without a Date gets one (RFC 9110 §6.6.1); one that has a Date keeps
+/// it, once. Via names the version of the response as received.
+#[test]
+fn date_added_when_missing_and_via_names_the_received_version() {
+    let up = upstream_writing(&[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]);
+    let gw = gateway_for(up.addr, "");
+    let r = gw.conn().request(&get("/"));
+    let date = r.header("date").expect("a Date was added");
+    assert!(date.ends_with(" GMT"), "{date}");
+    assert_eq!(r.header("via"), Some("1.1 ringway"));
+    let up = upstream_writing(&[
+        b"HTTP/1.0 200 OK\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok",
+    ]);
+    let gw = gateway_for(up.addr, "");
+    let r = gw.conn().request(&get("/"));
+    assert_eq!(r.headers_named("date"), ["Mon, 01 Jan 2024 00:00:00 GMT"]);
+    assert_eq!(r.header("via"), Some("1.0 ringway"));
+}
+
 /// An HTTP/1.0 request cannot upgrade (RFC 9110 §7.8): its Upgrade is ignored, not passed on.
 #[test]
 fn http10_upgrade_is_ignored() {

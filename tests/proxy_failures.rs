@@ -16,6 +16,10 @@ fn closed_port_addr() -> std::net::SocketAddr {
 
 fn json_error(r: &common::Response, status: u16) {
     assert_eq!(r.status, status);
+    assert!(
+        r.header("date").is_some(),
+        "ringway's own answers carry Date: {r:?}"
+    );
     assert_eq!(r.header("content-type"), Some("application/json"));
     let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON error body");
     assert_eq!(v["status"], status);

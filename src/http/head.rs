@@ -121,6 +121,8 @@ pub struct ResponseHead {
     pub keep_alive: bool,
     /// Content-Length as sent, kept for HEAD and 304 answers, which carry no body.
     pub declared_length: Option<u64>,
+    /// The upstream sent a `Date` (else the gateway adds one: RFC 9110 §6.6.1).
+    pub has_date: bool,
 }
 
 /// Limits applied while parsing a request head.
@@ -508,6 +510,7 @@ fn classify_response(
 ) -> Result<(), &'static str> {
     let mut f = Framing::default();
     head.headers.clear();
+    head.has_date = false;
     for h in fields {
         // httparse has trimmed the value's leading and trailing whitespace.
         let (name, value) = (h.name.as_bytes(), h.value);
@@ -527,6 +530,10 @@ fn classify_response(
             // Only a 101 passes Upgrade on (with ringway's own `Connection: upgrade`); on any
             // other response it is an offer for the hop to the upstream (RFC 9110 §7.8).
             7 if eq(name, "upgrade") => head.status != 101,
+            4 if eq(name, "date") => {
+                head.has_date = true;
+                false
+            }
             n => is_hop_by_hop(n, name),
         };
         head.headers.push(HeaderRef {

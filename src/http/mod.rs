@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod chunked;
+pub mod date;
 pub mod head;
 pub mod path;
 

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use crate::http::date::push_date_line;
 use crate::http::reason_phrase;
 
 /// Writes a complete error response into `out`; returns the body's length (for the access log).
@@ -22,10 +23,12 @@ pub fn error_response_with(
     let body_len = r#"{"error":"","status":}"#.len() + json_len(message) + 3;
     let _ = write!(
         out,
-        "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {body_len}\r\n{extra}{}\r\n{{\"error\":\"",
+        "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {body_len}\r\n{extra}{}",
         reason_phrase(status),
         if close { "connection: close\r\n" } else { "" },
     );
+    push_date_line(out);
+    out.extend_from_slice(b"\r\n{\"error\":\"");
     push_json(out, message);
     let _ = write!(out, "\",\"status\":{status}}}");
     body_len

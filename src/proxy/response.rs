@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
+use crate::http::date::push_date_line;
 use crate::http::{parse_response, BodyKind, ChunkedDecoder, ChunkedOutput};
 use crate::net::{grow_if_full, read_append, write_all, AsStream, Stream};
 use crate::relay::pipes::PipePool;
@@ -151,8 +152,17 @@ pub(super) fn build_client_head(b: &mut Buffers, framing: ClientFraming, keep: b
         }
         ClientFraming::Close => {}
     }
-    // RFC 9110 §7.6.3: a proxy adds itself to Via in both directions.
-    out.extend_from_slice(b"via: 1.1 ringway\r\n");
+    // RFC 9110 §6.6.1: a final response forwarded without a Date gets one.
+    if resp.status >= 200 && !resp.has_date {
+        push_date_line(out);
+    }
+    // RFC 9110 §7.6.3: a proxy adds itself to Via in both directions, with the version of the
+    // message it received.
+    out.extend_from_slice(if resp.minor == 0 {
+        b"via: 1.0 ringway\r\n"
+    } else {
+        b"via: 1.1 ringway\r\n"
+    });
     if resp.status == 101 {
         out.extend_from_slice(b"connection: upgrade\r\n");
     } else if resp.status >= 200 {
