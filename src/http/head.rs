@@ -639,16 +639,15 @@ fn is_hop_by_hop(len: usize, name: &[u8]) -> bool {
     }
 }
 
-/// Bytes a Host value or authority may hold: letters, digits, unreserved and sub-delims,
-/// ':' and '[' ']' (ports, IPv6) and '%' (escapes).
-const HOST_BYTES: [bool; 256] = {
+/// Bytes of a reg-name or IPv4 host (RFC 3986: unreserved, sub-delims and '%' escapes).
+const REG_NAME_BYTES: [bool; 256] = {
     let mut t = [false; 256];
     let mut c = 0;
     while c < 256 {
         t[c] = (c as u8).is_ascii_alphanumeric();
         c += 1;
     }
-    let extra = b"-._~:[]!$&'()*+,;=%";
+    let extra = b"-._~!$&'()*+,;=%";
     let mut i = 0;
     while i < extra.len() {
         t[extra[i] as usize] = true;
@@ -659,28 +658,32 @@ const HOST_BYTES: [bool; 256] = {
 
 /// A Host value or authority: `host[:port]` with a reg-name or IPv4 host or a bracketed IPv6
 /// literal, a port of digits, and no host-less port (RFC 9110 §4.2.1); empty is allowed (a
-/// Host for a target without authority). Bytes are checked against [`HOST_BYTES`].
+/// Host for a target without authority). One table lookup per byte of the host, on every
+/// request.
 fn valid_host(h: &[u8]) -> bool {
-    if !h.iter().all(|&b| HOST_BYTES[b as usize]) {
-        return false;
-    }
-    let (host, port) = match h.strip_prefix(b"[") {
-        Some(rest) => match rest.iter().position(|&b| b == b']') {
-            Some(end) => (&rest[..end], &rest[end + 1..]),
-            None => return false,
-        },
-        None => match h.iter().position(|&b| b == b':') {
-            Some(colon) => (&h[..colon], &h[colon..]),
-            None => (h, &b""[..]),
-        },
+    let (host_ok, port) = if h.first() == Some(&b'[') {
+        let Some(end) = h.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &h[1..end];
+        let ok = !literal.is_empty()
+            && literal
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'.' | b'%'));
+        (ok, &h[end + 1..])
+    } else {
+        let end = h
+            .iter()
+            .position(|&b| !REG_NAME_BYTES[b as usize])
+            .unwrap_or(h.len());
+        (end > 0 || h.is_empty(), &h[end..])
     };
     let port_ok = match port.split_first() {
         None => true,
         Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
         Some(_) => false,
     };
-    let host_ok = !host.contains(&b'[') && !host.contains(&b']');
-    port_ok && host_ok && (!host.is_empty() || h.is_empty())
+    host_ok && port_ok
 }
 
 fn trim(v: &[u8]) -> &[u8] {
