@@ -67,8 +67,11 @@ fn method_not_allowed_is_405_with_allow() {
     let mut c = gw.conn();
     let r = c.request(b"DELETE /x HTTP/1.1\r\nHost: t\r\n\r\n");
     json_error(&r, 405);
-    assert_eq!(r.header("allow"), Some("GET, POST"), "{r:?}");
+    assert_eq!(r.header("allow"), Some("GET, POST, HEAD"), "{r:?}");
     assert_eq!(c.request(&get("/size/1")).status, 200);
+    // GET admits HEAD (RFC 9110 §9.3.2).
+    c.send(b"HEAD /size/1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response_for_head().status, 200);
 }
 
 #[test]

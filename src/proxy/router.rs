@@ -48,10 +48,16 @@ impl Router {
         }
         let (i, _) = best.ok_or(Miss::NotFound)?;
         match &self.routes[i].methods {
-            Some(m) if !m.iter().any(|x| x.as_bytes() == method) => Err(Miss::MethodNotAllowed(i)),
+            Some(m) if !m.iter().any(|x| allows(x, method)) => Err(Miss::MethodNotAllowed(i)),
             _ => Ok(i),
         }
     }
+}
+
+/// Whether a configured method admits the request's: GET admits HEAD too (RFC 9110 §9.3.2:
+/// HEAD is GET without the content; nginx's `limit_except GET` does the same).
+fn allows(configured: &str, method: &[u8]) -> bool {
+    configured.as_bytes() == method || (method == b"HEAD" && configured == "GET")
 }
 
 /// The target to send upstream: with the route prefix removed when the route strips it.
@@ -92,10 +98,12 @@ fn strip_port(host: &[u8]) -> &[u8] {
             .map_or(host.len(), |e| e + 1);
         return &host[..end];
     }
-    match host.iter().rposition(|&b| b == b':') {
+    let name = match host.iter().rposition(|&b| b == b':') {
         Some(i) => &host[..i],
         None => host,
-    }
+    };
+    // A fully qualified name's trailing dot names the same host.
+    name.strip_suffix(b".").unwrap_or(name)
 }
 
 #[cfg(test)]
@@ -134,6 +142,12 @@ upstream = "a"
         assert_eq!(
             r.find(b"x", b"/api", b"POST"),
             Err(Miss::MethodNotAllowed(1))
+        );
+        assert_eq!(r.find(b"x", b"/api", b"HEAD"), Ok(1), "GET admits HEAD");
+        assert_eq!(
+            r.find(b"example.com.", b"/z", b"GET"),
+            Ok(2),
+            "trailing dot"
         );
         assert_eq!(r.find(b"EXAMPLE.com:8080", b"/z", b"GET"), Ok(2));
     }
