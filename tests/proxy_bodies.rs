@@ -482,6 +482,9 @@ fn absolute_form_target_is_accepted() {
     let r = c.request(b"GET http://api.example HTTP/1.1\r\nHost: api.example\r\n\r\n");
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), 50, "the empty path is forwarded as /");
+    // An empty path with a query is `/` too (RFC 9110 §4.2.3): routed, and forwarded as `/?x=1`.
+    let r = c.request(b"GET http://api.example?x=1 HTTP/1.1\r\nHost: api.example\r\n\r\n");
+    assert_eq!((r.status, r.body.len()), (200, 50), "{r:?}");
 }
 
 /// Chunk extensions and trailers are dropped, the body is intact and the upstream reused.

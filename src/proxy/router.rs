@@ -62,6 +62,10 @@ fn allows(configured: &str, method: &[u8]) -> bool {
 
 /// The target to send upstream: with the route prefix removed when the route strips it.
 pub fn upstream_target<'a>(route: &RouteSpec, target: &'a [u8]) -> (&'static [u8], &'a [u8]) {
+    if target.first() == Some(&b'?') {
+        // An absolute-form target with a query and no path: its path is `/`.
+        return (b"/", target);
+    }
     if !route.strip_prefix || route.path_prefix == "/" {
         return (b"", target);
     }
@@ -74,12 +78,17 @@ pub fn upstream_target<'a>(route: &RouteSpec, target: &'a [u8]) -> (&'static [u8
     }
 }
 
+/// The path of a target; an empty one (`http://host?q` in absolute form) is `/` (RFC 9110
+/// §4.2.3).
 fn path_of(target: &[u8]) -> &[u8] {
     let end = target
         .iter()
         .position(|&b| b == b'?' || b == b'#')
         .unwrap_or(target.len());
-    &target[..end]
+    match &target[..end] {
+        b"" => b"/",
+        path => path,
+    }
 }
 
 /// `/api` matches `/api`, `/api/x` but not `/apix`; `/api/` matches anything under it.
@@ -144,6 +153,7 @@ upstream = "a"
             Err(Miss::MethodNotAllowed(1))
         );
         assert_eq!(r.find(b"x", b"/api", b"HEAD"), Ok(1), "GET admits HEAD");
+        assert_eq!(r.find(b"x", b"?q=1", b"GET"), Ok(0), "empty path is /");
         assert_eq!(
             r.find(b"example.com.", b"/z", b"GET"),
             Ok(2),
