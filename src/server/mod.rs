@@ -181,17 +181,13 @@ fn restart_only_changes(old: &config::Snapshot, new: &config::Snapshot) -> Vec<&
             l.send_timeout,
         )
     };
-    let debug = |v: &dyn std::fmt::Debug| format!("{v:?}");
     [
-        ("workers", debug(&old.workers) != debug(&new.workers)),
-        ("io_driver", debug(&old.io_driver) != debug(&new.io_driver)),
+        ("workers", old.workers != new.workers),
+        ("io_driver", old.io_driver != new.io_driver),
         ("ring_entries", old.ring_entries != new.ring_entries),
         ("drain_timeout", old.drain_timeout != new.drain_timeout),
         ("pipe_size", old.pipe_size != new.pipe_size),
-        (
-            "access_log",
-            debug(&old.access_log) != debug(&new.access_log),
-        ),
+        ("access_log", old.access_log != new.access_log),
         (
             "listeners",
             old.listeners
