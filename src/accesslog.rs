@@ -91,6 +91,20 @@ impl AccessLog {
         }
     }
 
+    /// The line for an answer ringway gave before any request was read (a head that did not
+    /// parse, a connection over the limit): no request line (`- -`), no upstream.
+    pub fn log_unread(&self, client: &str, status: u16, bytes: u64) {
+        self.log(&Entry {
+            client,
+            method: b"-",
+            target: b"-",
+            status,
+            bytes,
+            upstream: None,
+            duration: Duration::ZERO,
+        });
+    }
+
     /// Writes buffered lines (called on a timer and at exit).
     pub fn flush(&self) {
         self.flush_locked(&mut self.buf.borrow_mut());

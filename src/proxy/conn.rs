@@ -13,7 +13,6 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::accesslog::Entry;
 use crate::config::LimitsSpec;
 use crate::http::head::{normalize_target, HeadLimits};
 use crate::http::parse_request;
@@ -141,18 +140,8 @@ async fn reject<S: Stream>(
 ) {
     let b = bufs.get_or_insert_with(|| w.take_buffers());
     let bytes = error_response(&mut b.out, status, why, true) as u64;
-    if w.log.enabled() {
-        // The head did not parse: log what ringway answered, without a request line.
-        w.log.log(&Entry {
-            client: &info.peer_ip,
-            method: b"-",
-            target: b"-",
-            status,
-            bytes,
-            upstream: None,
-            duration: Duration::ZERO,
-        });
-    }
+    // The head did not parse: log what ringway answered, without a request line.
+    w.log.log_unread(&info.peer_ip, status, bytes);
     // Bounded by the socket's TCP_USER_TIMEOUT (the listener's send_timeout).
     let _ = write_all(client, take(&mut b.out)).await;
 }

@@ -170,15 +170,7 @@ async fn reject_busy(mut stream: TcpStream, peer: std::net::SocketAddr, w: Rc<Wo
     let mut out = Vec::with_capacity(160);
     let body = error_response(&mut out, 503, "connection limit reached", true);
     if w.log.enabled() {
-        w.log.log(&crate::accesslog::Entry {
-            client: &peer.ip().to_string(),
-            method: b"-",
-            target: b"-",
-            status: 503,
-            bytes: body as u64,
-            upstream: None,
-            duration: Duration::ZERO,
-        });
+        w.log.log_unread(&peer.ip().to_string(), 503, body as u64);
     }
     let _ = with_timeout(Duration::from_secs(1), write_all(&mut stream, out)).await;
 }
