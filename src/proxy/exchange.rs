@@ -147,11 +147,7 @@ async fn forward<S: Stream>(
         Err(Miss::NotFound) => return reply(client, b, f, 404, "no route", false).await,
         Err(Miss::MethodNotAllowed(i)) => {
             // RFC 9110 §15.5.6: a 405 lists the methods the resource allows.
-            let mut methods = g.router.route(i).methods.clone().unwrap_or_default();
-            if methods.iter().any(|m| m == "GET") && !methods.iter().any(|m| m == "HEAD") {
-                methods.push("HEAD".into());
-            }
-            let allow = format!("allow: {}\r\n", methods.join(", "));
+            let allow = format!("allow: {}\r\n", g.router.allowed(i));
             return reply_with(client, b, f, 405, "method not allowed", false, allow).await;
         }
     };

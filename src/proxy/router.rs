@@ -28,6 +28,16 @@ impl Router {
         &self.routes[i]
     }
 
+    /// The methods route `i` admits, for a 405's `Allow` field: as configured, plus HEAD
+    /// where GET admits it (see [`allows`]).
+    pub fn allowed(&self, i: usize) -> String {
+        let mut methods = self.routes[i].methods.clone().unwrap_or_default();
+        if methods.iter().any(|m| m == "GET") && !methods.iter().any(|m| m == "HEAD") {
+            methods.push("HEAD".into());
+        }
+        methods.join(", ")
+    }
+
     /// Index of the best route for this request. `host` may carry a port; `target` a query.
     pub fn find(&self, host: &[u8], target: &[u8], method: &[u8]) -> Result<usize, Miss> {
         let host = strip_port(host);
