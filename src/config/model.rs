@@ -213,12 +213,12 @@ impl<'de> Deserialize<'de> for Workers {
             N(i64),
             S(String),
         }
-        const WANT: &str = "expected \"auto\" or a worker count from 1 to 1024";
-        match W::deserialize(d).map_err(|_| serde::de::Error::custom(WANT))? {
+        let want = format!("expected \"auto\" or a worker count from 1 to {MAX_WORKERS}");
+        match W::deserialize(d).map_err(|_| serde::de::Error::custom(&want))? {
             W::N(n) if (1..=MAX_WORKERS as i64).contains(&n) => Ok(Workers::Count(n as usize)),
             W::S(s) if s == "auto" => Ok(Workers::Auto),
-            W::N(n) => Err(serde::de::Error::custom(format!("{WANT}, got {n}"))),
-            W::S(s) => Err(serde::de::Error::custom(format!("{WANT}, got {s:?}"))),
+            W::N(n) => Err(serde::de::Error::custom(format!("{want}, got {n}"))),
+            W::S(s) => Err(serde::de::Error::custom(format!("{want}, got {s:?}"))),
         }
     }
 }

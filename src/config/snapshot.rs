@@ -114,17 +114,11 @@ impl Snapshot {
         let mut listeners: Vec<ListenerSpec> = Vec::with_capacity(raw.listeners.len());
         for (i, l) in raw.listeners.iter().enumerate() {
             let key = |k: &str| format!("listeners[{i}].{k}");
-            let addr = parse_addr(&l.address).map_err(|m| err(key("address"), m))?;
-            if addr.port() == 0 {
-                return Err(err(
-                    key("address"),
-                    format!(
-                        "expected a port from 1 to 65535, got 0 in {:?} (each worker would \
-                         listen on a different random port)",
-                        l.address
-                    ),
-                ));
-            }
+            let addr = parse_service_addr(
+                &l.address,
+                " (each worker would listen on a different random port)",
+            )
+            .map_err(|m| err(key("address"), m))?;
             if let Some(j) = listeners.iter().position(|x| x.addr == addr) {
                 return Err(err(
                     key("address"),
@@ -138,7 +132,7 @@ impl Snapshot {
                 return Err(err(
                     key("max_connections"),
                     format!(
-                        "expected 1..=10000000 connections per worker, got {}",
+                        "expected 1..={MAX_CONNECTIONS} connections per worker, got {}",
                         l.max_connections
                     ),
                 ));
@@ -185,15 +179,8 @@ impl Snapshot {
                 .iter()
                 .enumerate()
                 .map(|(j, s)| {
-                    let key = || format!("upstreams[{i}].servers[{j}]");
-                    let addr = parse_addr(s).map_err(|m| err(key(), m))?;
-                    if addr.port() == 0 {
-                        return Err(err(
-                            key(),
-                            format!("expected a port from 1 to 65535, got 0 in {s:?}"),
-                        ));
-                    }
-                    Ok(addr)
+                    parse_service_addr(s, "")
+                        .map_err(|m| err(format!("upstreams[{i}].servers[{j}]"), m))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             positive(
@@ -378,6 +365,18 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse().map_err(|_| {
         format!("expected an IP address with port such as \"127.0.0.1:8080\" or \"[::1]:8080\", got {s:?}")
     })
+}
+
+/// [`parse_addr`] for an address to listen on or connect to: port 0 is refused (`note` says
+/// what it would do there).
+fn parse_service_addr(s: &str, note: &str) -> Result<SocketAddr, String> {
+    let addr = parse_addr(s)?;
+    if addr.port() == 0 {
+        return Err(format!(
+            "expected a port from 1 to 65535, got 0 in {s:?}{note}"
+        ));
+    }
+    Ok(addr)
 }
 
 /// A route's `host` as the router compares it: lower-cased, IPv6 literals in brackets. The router
