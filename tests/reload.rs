@@ -71,7 +71,9 @@ fn reload_names_the_changes_that_need_a_restart() {
         .replace("path_prefix = \"/\"", "path_prefix = \"/new\"");
     std::fs::write(gw.config_path(), &second).unwrap();
     gw.signal(Signal::SIGHUP);
-    assert!(wait_status(&gw, "/new", 200), "{}", gw.log());
+    // The old route `/` answered `/new` too: wait for what only the new config does.
+    assert!(wait_status(&gw, "/other", 404), "{}", gw.log());
+    assert_eq!(gw.conn().request(&get("/new")).status, 200);
     let log = gw.log();
     let warning = log
         .lines()
