@@ -689,3 +689,75 @@ fn stalled_request_body_is_cut_off() {
         assert!(!gw.log().contains("panicked"), "{}", gw.log());
     }
 }
+
+/// The response timeout is a wait for the answer, counted from the end of the upload: an
+/// upload that flows for longer than it (each piece well within the header timeout) is
+/// answered, and an upstream that takes the whole body and then says nothing still gets a 504
+/// about one response timeout later.
+#[test]
+fn response_timeout_counts_from_the_end_of_a_slow_upload() {
+    const PIECES: usize = 8;
+    const PIECE: usize = 1000;
+    let up = RawUpstream::start(|mut c| {
+        while let Some(head) = c.read_head() {
+            let head = head.to_ascii_lowercase();
+            let body = if head.contains("transfer-encoding: chunked") {
+                c.read_chunked_body()
+            } else {
+                c.read_body(PIECES * PIECE)
+            };
+            if body.map(|b| b.len()) != Some(PIECES * PIECE) {
+                return;
+            }
+            if head.starts_with("post /silent") {
+                std::thread::sleep(Duration::from_secs(3));
+                return;
+            }
+            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nreceived");
+        }
+    });
+    for relay in ["copy", "auto"] {
+        let gw = Gateway::start(&config_with(
+            free_port(),
+            up.addr,
+            "",
+            "response_timeout = \"500ms\"",
+            &format!("relay = \"{relay}\""),
+        ));
+        for (path, chunked) in [("/upload", false), ("/upload", true), ("/silent", false)] {
+            let mut c = gw.conn();
+            let framing = if chunked {
+                "Transfer-Encoding: chunked"
+            } else {
+                "Content-Length: 8000"
+            };
+            c.send(format!("POST {path} HTTP/1.1\r\nHost: t\r\n{framing}\r\n\r\n").as_bytes());
+            // 8 pieces 150 ms apart: the upload lasts about 1.2 s, over twice the timeout.
+            for _ in 0..PIECES {
+                std::thread::sleep(Duration::from_millis(150));
+                let piece = vec![b'u'; PIECE];
+                if chunked {
+                    c.send(&common::chunked(&piece, PIECE)[..PIECE + 7]);
+                } else {
+                    c.send(&piece);
+                }
+            }
+            if chunked {
+                c.send(b"0\r\n\r\n");
+            }
+            let sent = Instant::now();
+            let r = c.read_response();
+            if path == "/silent" {
+                json_error(&r, 504);
+                let waited = sent.elapsed();
+                assert!(
+                    waited >= Duration::from_millis(400) && waited < Duration::from_millis(1500),
+                    "{relay}: 504 one timeout after the upload, not {waited:?}"
+                );
+            } else {
+                assert_eq!(r.status, 200, "{relay} chunked={chunked}: {r:?}");
+                assert_eq!(r.body, b"received");
+            }
+        }
+    }
+}

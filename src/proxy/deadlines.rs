@@ -16,7 +16,8 @@ use slab::Slab;
 
 struct Entry {
     fd: RawFd,
-    deadline: Instant,
+    /// `None`: registered but not armed (see [`SocketDeadlines::register_unarmed`]).
+    deadline: Option<Instant>,
     expired: bool,
     /// A keep-alive (or first-request) wait: ended early when the worker drains.
     idle: bool,
@@ -45,23 +46,35 @@ impl SocketDeadlines {
     /// fire up to one tick early (fine for idle limits of seconds). The fd must stay open while
     /// the guard lives.
     pub fn register(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
-        self.insert(fd, self.now.get() + timeout, false)
+        self.insert(fd, Some(self.now.get() + timeout), false)
+    }
+
+    /// Watches `fd` without a deadline until [`Deadline::arm`] gives it one: for a wait whose
+    /// limit starts later than the wait itself (an upstream's answer to a request whose body
+    /// is still being sent).
+    pub fn register_unarmed(&self, fd: RawFd) -> Deadline<'_> {
+        self.insert(fd, None, false)
     }
 
     /// Like [`register`](Self::register) for a connection waiting, idle, for its next request:
     /// [`expire_idle`](Self::expire_idle) ends such waits at once.
     pub fn register_idle(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
-        self.insert(fd, self.now.get() + timeout, true)
+        self.insert(fd, Some(self.now.get() + timeout), true)
     }
 
     /// Like [`register`](Self::register) but never early: the deadline counts from the last
     /// tick plus one tick, so it fires between `timeout` and `timeout` + two ticks from now,
     /// without reading the clock on the request path.
     pub fn register_exact(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
-        self.insert(fd, self.now.get() + timeout + TICK, false)
+        self.insert(fd, Some(self.exact(timeout)), false)
     }
 
-    fn insert(&self, fd: RawFd, deadline: Instant, idle: bool) -> Deadline<'_> {
+    /// `timeout` from now, never early (see [`register_exact`](Self::register_exact)).
+    fn exact(&self, timeout: Duration) -> Instant {
+        self.now.get() + timeout + TICK
+    }
+
+    fn insert(&self, fd: RawFd, deadline: Option<Instant>, idle: bool) -> Deadline<'_> {
         let key = self.entries.borrow_mut().insert(Entry {
             fd,
             deadline,
@@ -85,7 +98,7 @@ impl SocketDeadlines {
         let now = Instant::now();
         self.now.set(now);
         for (_, e) in self.entries.borrow_mut().iter_mut() {
-            if !e.expired && e.deadline <= now {
+            if !e.expired && e.deadline.is_some_and(|d| d <= now) {
                 expire(e);
             }
         }
@@ -113,6 +126,17 @@ pub struct Deadline<'a> {
 impl Deadline<'_> {
     pub fn expired(&self) -> bool {
         self.owner.entries.borrow()[self.key].expired
+    }
+
+    /// Sets the deadline to `timeout` from now, never early (like `register_exact`).
+    pub fn arm(&self, timeout: Duration) {
+        let at = self.owner.exact(timeout);
+        self.owner.entries.borrow_mut()[self.key].deadline = Some(at);
+    }
+
+    /// Removes the deadline; the wait is watched but no longer limited.
+    pub fn disarm(&self) {
+        self.owner.entries.borrow_mut()[self.key].deadline = None;
     }
 }
 

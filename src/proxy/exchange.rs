@@ -219,7 +219,16 @@ async fn forward<S: Stream>(
         if !body.complete() {
             break conn;
         }
-        match read_final_head(client, &mut conn.stream, b, timeout, max_head, &w.waits).await {
+        match read_final_head(
+            client,
+            &mut conn.stream,
+            b,
+            Some(timeout),
+            max_head,
+            &w.waits,
+        )
+        .await
+        {
             Ok(()) => break conn,
             Err(HeadFail::Empty) if retry => continue,
             Err(HeadFail::Client) => return Next::Close,
@@ -293,6 +302,12 @@ async fn duplex<S: Stream>(
     let timeout = route.response_timeout;
     let max_head = g.snap.limits.max_response_head_bytes;
     let responded = Cell::new(false);
+    // The response timeout counts from the end of the upload, as a wait for an answer: an
+    // upstream that answers once it has the whole body must not be cut off while a long
+    // upload is still flowing (its progress is bounded by the upload's own read and write
+    // limits). So the head wait is watched unarmed, and armed when the body is all sent.
+    let head_wait = w.waits.register_unarmed(conn.stream.socket_fd());
+    let head_in = Cell::new(false);
     let (up_result, down_result) = {
         let (mut cr, mut cw) = halves(client);
         let (mut ur, mut uw) = halves(&mut conn.stream);
@@ -309,7 +324,15 @@ async fn duplex<S: Stream>(
         };
         let mut up = pin!(upload(&mut cr, &mut uw, ubuf, body, plan));
         let mut down = pin!(async {
-            read_final_head(&mut cw, &mut ur, b, timeout, max_head, &w.waits).await?;
+            let head = read_final_head(&mut cw, &mut ur, b, None, max_head, &w.waits).await;
+            head_in.set(true);
+            head_wait.disarm();
+            match head {
+                Err(HeadFail::Empty | HeadFail::Cut) if head_wait.expired() => {
+                    return Err(HeadFail::Timeout)
+                }
+                r => r?,
+            }
             if b.resp.status == 101 {
                 return Err(HeadFail::Bad("101 to a request with a body"));
             }
@@ -334,6 +357,9 @@ async fn duplex<S: Stream>(
             u = &mut up => match u {
                 // The upstream may have answered early and closed: let the response finish.
                 Ok(()) | Err(SendError::UpstreamIo | SendError::UpstreamTimeout) => {
+                    if !head_in.get() {
+                        head_wait.arm(timeout);
+                    }
                     (Some(u), Some(down.await))
                 }
                 Err(_) => (Some(u), None),

@@ -57,11 +57,13 @@ impl HeadFail {
 }
 
 /// Reads response heads until a final one (or 101), forwarding interim 1xx to HTTP/1.1 clients.
+/// `timeout` limits each read; `None` leaves the limit to the caller, who holds a deadline on
+/// the upstream socket and maps the EOF its expiry causes (`Empty` or `Cut`) to a timeout.
 pub(super) async fn read_final_head<C: AsyncWriteRent, U: AsyncReadRent + AsStream>(
     client: &mut C,
     up: &mut U,
     b: &mut Buffers,
-    timeout: Duration,
+    timeout: Option<Duration>,
     max_head: usize,
     deadlines: &SocketDeadlines,
 ) -> Result<(), HeadFail> {
@@ -90,7 +92,7 @@ pub(super) async fn read_final_head<C: AsyncWriteRent, U: AsyncReadRent + AsStre
 async fn read_head<U: AsyncReadRent + AsStream>(
     up: &mut U,
     b: &mut Buffers,
-    timeout: Duration,
+    timeout: Option<Duration>,
     max_head: usize,
     is_head: bool,
     deadlines: &SocketDeadlines,
@@ -104,10 +106,10 @@ async fn read_head<U: AsyncReadRent + AsStream>(
             }
         }
         let had = b.ubuf.len();
-        let deadline = deadlines.register_exact(up.as_stream().socket_fd(), timeout);
+        let deadline = timeout.map(|t| deadlines.register_exact(up.as_stream().socket_fd(), t));
         let (r, buf) = read_append(up, take(&mut b.ubuf)).await;
         b.ubuf = buf;
-        if deadline.expired() {
+        if deadline.is_some_and(|d| d.expired()) {
             return Err(HeadFail::Timeout);
         }
         match r {
