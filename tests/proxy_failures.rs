@@ -57,6 +57,42 @@ fn no_route_is_404_json_and_keeps_the_connection() {
     );
 }
 
+/// ringway's own answers to HEAD end with their head (RFC 9110 §9.3.2): no JSON body that a
+/// client would read as the start of the next response on the connection.
+#[test]
+fn own_answers_to_head_carry_no_body() {
+    let b = backend();
+    let port = free_port();
+    let cfg = format!(
+        "workers = 1\nhost_check = \"off\"\n[[listeners]]\naddress = \"127.0.0.1:{port}\"\n\
+         [[upstreams]]\nname = \"b\"\nservers = [\"{}\"]\n\
+         [[upstreams]]\nname = \"down\"\nservers = [\"{}\"]\n\
+         [[routes]]\npath_prefix = \"/api\"\nupstream = \"b\"\n\
+         [[routes]]\npath_prefix = \"/post\"\nmethods = [\"POST\"]\nupstream = \"b\"\n\
+         [[routes]]\npath_prefix = \"/down\"\nupstream = \"down\"\n",
+        b.addr,
+        closed_port_addr()
+    );
+    let gw = Gateway::start(&cfg);
+    let mut c = gw.conn();
+    // Each followed on the same connection by a GET that must parse cleanly.
+    for (path, status) in [("/nothing", 404), ("/post/x", 405), ("/down", 502)] {
+        let mut req = format!("HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes();
+        req.extend_from_slice(&get("/api/x"));
+        c.send(&req);
+        let r = c.read_response_for_head();
+        assert_eq!(r.status, status, "{r:?}");
+        assert!(r.header("content-length").is_some(), "{r:?}");
+        let r = c.read_response();
+        assert_eq!(r.status, 200, "after HEAD {path}: {r:?}");
+        assert!(
+            c.buffered().is_empty(),
+            "after HEAD {path}: {:?}",
+            c.buffered()
+        );
+    }
+}
+
 /// A method the route does not allow is a 405 that says which methods it does (RFC 9110
 /// §15.5.6: the Allow field is required), and the connection stays usable.
 #[test]
