@@ -432,3 +432,29 @@ fn idle_tunnels_hold_no_pipes(relay: &str) {
     // Client and upstream socket per tunnel; the worker's small pipe pool may add a few.
     assert!(per_tunnel < 2.5, "{per_tunnel} fds per idle tunnel");
 }
+
+/// A 101 must name the protocol it switches to (RFC 9110 §15.2.2): one without `Upgrade` is a
+/// 502, and nothing the upstream sent after it reaches the client.
+#[test]
+fn switch_without_upgrade_field_is_502() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let h = thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert!(common::read_request_head(&mut s));
+        let _ = s.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\nraw bytes");
+        thread::sleep(Duration::from_millis(300));
+    });
+    let gw = gateway_to(addr, "auto");
+    let mut c = gw.conn();
+    c.send(b"GET /t HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: raw\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 502, "{r:?}");
+    let rest = c.read_to_close();
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("raw bytes"),
+        "{rest:?}"
+    );
+    h.join().unwrap();
+}

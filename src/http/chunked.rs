@@ -62,6 +62,9 @@ impl Default for ChunkedDecoder {
     }
 }
 
+/// Hex digits a chunk size may have, leading zeros included.
+const MAX_SIZE_DIGITS: u8 = 64;
+
 /// Trailers are dropped, but a peer may not stream them forever.
 const MAX_TRAILER_BYTES: usize = 16 * 1024;
 
@@ -120,8 +123,11 @@ impl ChunkedDecoder {
 
     fn step(&mut self, b: u8, mode: ChunkedOutput, out: &mut Vec<u8>) -> Result<(), &'static str> {
         self.state = match self.state {
+            // Leading zeros are allowed (`chunk-size = 1*HEXDIG`), so the bound is on the
+            // value (below 2^60) and, separately, on the digits a size line may spend.
             State::Size { digits } => match hex(b) {
-                Some(d) if digits < 15 => {
+                Some(_) if digits >= MAX_SIZE_DIGITS => return Err("chunk size line too long"),
+                Some(d) if self.size < 1 << 56 => {
                     self.size = self.size * 16 + d as u64;
                     State::Size { digits: digits + 1 }
                 }
@@ -290,6 +296,26 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn leading_zeros_are_allowed_but_bounded() {
+        let body = b"00000000000000000005\r\nhello\r\n0000\r\n\r\n";
+        let (n, out, done) = run(body, ChunkedOutput::Data).unwrap();
+        assert!(done && n == body.len());
+        assert_eq!(out, b"hello");
+        let (_, out, _) = run(body, ChunkedOutput::Chunked).unwrap();
+        assert_eq!(
+            out, b"5\r\nhello\r\n0\r\n\r\n",
+            "sizes are forwarded canonical"
+        );
+        // The largest size, then one past it (2^60), then a size line of endless zeros.
+        assert!(run(b"0fffffffffffffff\r\n", ChunkedOutput::Data).is_ok());
+        assert!(run(b"1000000000000000\r\n", ChunkedOutput::Data).is_err());
+        let zeros = format!("{}1\r\nx\r\n", "0".repeat(64));
+        assert!(run(zeros.as_bytes(), ChunkedOutput::Data).is_err());
+        let zeros = format!("{}1\r\nx\r\n", "0".repeat(63));
+        assert!(run(zeros.as_bytes(), ChunkedOutput::Data).is_ok());
     }
 
     #[test]

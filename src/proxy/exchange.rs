@@ -494,6 +494,17 @@ async fn upgrade<S: Stream>(
     if b.req.upgrade.is_none() {
         return reply(client, b, f, 502, "unexpected 101 from upstream", true).await;
     }
+    if !b.resp.has_upgrade {
+        return reply(
+            client,
+            b,
+            f,
+            502,
+            "101 from upstream names no protocol",
+            true,
+        )
+        .await;
+    }
     build_client_head(b, ClientFraming::None, true);
     let (r, out) = write_all(client, take(&mut b.out)).await;
     b.out = out;
