@@ -413,3 +413,53 @@ fn reserved_ports_fix_covers_every_listen_port() {
         );
     }
 }
+
+#[test]
+fn unreachable_routes_and_unusable_limits_are_refused() {
+    // Same host and prefix as routes[0]: the router would never choose it, whatever its methods.
+    refused(
+        &format!(
+            "{BASE}\n[[routes]]\nname = \"api-delete\"\nhost = \"API.example.com\"\n\
+             path_prefix = \"/api\"\nmethods = [\"DELETE\"]\nupstream = \"be\"\n"
+        ),
+        "routes[1].path_prefix",
+        27,
+        "routes[0] already has host \"api.example.com\" and path_prefix \"/api\"",
+    );
+    // Another host, or another prefix, is a different route.
+    for other in [
+        "host = \"www.example.com\"\npath_prefix = \"/api\"",
+        "host = \"api.example.com\"\npath_prefix = \"/api/v2\"",
+    ] {
+        let (_cfg, out) = validate(&format!(
+            "{BASE}\n[[routes]]\nname = \"b\"\n{other}\nupstream = \"be\"\n"
+        ));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A URI limit below any real target (0 made every request a 414).
+    for v in ["0", "\"63B\""] {
+        refused(
+            &replace(
+                "drain_timeout = \"10s\"",
+                &format!("drain_timeout = \"10s\"\nlimits = {{ max_uri_bytes = {v} }}"),
+            ),
+            "limits.max_uri_bytes",
+            3,
+            "expected at least 64B",
+        );
+    }
+    // An access log in a directory that does not exist fails `run`; `validate` says so first.
+    refused(
+        &replace(
+            "drain_timeout = \"10s\"",
+            "drain_timeout = \"10s\"\naccess_log = { path = \"/nonexistent-ringway-dir/access.log\" }",
+        ),
+        "access_log.path",
+        3,
+        "/nonexistent-ringway-dir does not exist",
+    );
+}

@@ -2,6 +2,7 @@
 //! A snapshot is immutable; reload builds a new one and swaps it in.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -292,6 +293,24 @@ impl Snapshot {
                 None => None,
                 Some(h) => Some(route_host(h).map_err(|m| err(format!("routes[{i}].host"), m))?),
             };
+            if let Some(j) = routes
+                .iter()
+                .position(|x| x.host == host && x.path_prefix == r.path_prefix)
+            {
+                // The router picks by host and prefix, then checks the method: the second of
+                // two such routes could never be chosen.
+                return Err(err(
+                    format!("routes[{i}].path_prefix"),
+                    format!(
+                        "routes[{j}] already has host {} and path_prefix {:?}, so this route \
+                         could never be chosen (methods do not split routes); expected a \
+                         different host or path_prefix, or one route with all the methods",
+                        host.as_deref()
+                            .map_or("(any)".to_string(), |h| format!("{h:?}")),
+                        r.path_prefix
+                    ),
+                ));
+            }
             let u = &upstreams[upstream];
             routes.push(RouteSpec {
                 name,
@@ -328,6 +347,14 @@ impl Snapshot {
                 "expected between 1KiB and 1MiB".into(),
             ));
         }
+        // A URI limit above the head limit is harmless (the head limit trips first); one
+        // below any real target would answer every request with 414.
+        if limits.max_uri_bytes < 64 {
+            return Err(err(
+                "limits.max_uri_bytes".into(),
+                "expected at least 64B (every request target counts against it)".into(),
+            ));
+        }
         // The parser's header table holds MAX_HEADERS fields; more could never be accepted.
         let most = crate::http::head::MAX_HEADERS;
         if limits.max_headers == 0 || limits.max_headers > most {
@@ -335,6 +362,21 @@ impl Snapshot {
                 "limits.max_headers".into(),
                 format!("expected 1..={most} (the most fields a head may have)"),
             ));
+        }
+        if raw.access_log.enabled && raw.access_log.path != "-" {
+            let dir = match Path::new(&raw.access_log.path).parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            if !dir.is_dir() {
+                return Err(err(
+                    "access_log.path".into(),
+                    format!(
+                        "expected a file in an existing directory; {} does not exist",
+                        dir.display()
+                    ),
+                ));
+            }
         }
         Ok(Snapshot {
             source: file.to_string(),
