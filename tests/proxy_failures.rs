@@ -797,3 +797,52 @@ fn response_timeout_counts_from_the_end_of_a_slow_upload() {
         }
     }
 }
+
+/// Most HTTP clients write the whole body before they read. When ringway answers before the
+/// body is in (its own 413, an upstream's early 401), it closes in stages: a FIN after the
+/// answer, then it reads and drops what the client still sends. Closing with those bytes
+/// unread would make the kernel reset the connection, and the client would lose the answer
+/// (its write fails, or the reset discards the response it had not read yet).
+#[test]
+fn early_answers_reach_clients_that_write_their_whole_body_first() {
+    use std::io::{Read, Write};
+    const BODY: usize = 8 << 20;
+    let up = RawUpstream::start(|mut c| {
+        if c.read_head().is_some() {
+            c.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 6\r\n\r\ndenied");
+            // Reads and drops the body, as real servers do after answering early.
+            let _ = c.read_body(BODY);
+        }
+    });
+    let b = backend();
+    let limited = Gateway::start(&config_with(
+        free_port(),
+        b.addr,
+        "[limits]\nmax_body_bytes = \"1MiB\"",
+        "",
+        "",
+    ));
+    let early = gateway_for(up.addr, "");
+    for (gw, status, body) in [(&limited, 413, None), (&early, 401, Some(&b"denied"[..]))] {
+        for round in 0..3 {
+            let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+            let head = format!("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: {BODY}\r\n\r\n");
+            s.write_all(head.as_bytes()).unwrap();
+            s.write_all(&vec![b'x'; BODY])
+                .unwrap_or_else(|e| panic!("{status} round {round}: body write failed: {e}"));
+            let mut got = Vec::new();
+            s.read_to_end(&mut got)
+                .unwrap_or_else(|e| panic!("{status} round {round}: read failed: {e}"));
+            let text = String::from_utf8_lossy(&got);
+            assert!(
+                text.starts_with(&format!("HTTP/1.1 {status} ")),
+                "round {round}: {text}"
+            );
+            if let Some(body) = body {
+                assert!(got.ends_with(body), "round {round}: {text}");
+            }
+        }
+    }
+}

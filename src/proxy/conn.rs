@@ -60,6 +60,8 @@ pub fn serve<S: Stream>(
                 Head::Reject(status, why) => {
                     // Boxed: rare, and its write would otherwise size every connection.
                     Box::pin(reject(&mut client, &mut bufs, &info, &w, status, why)).await;
+                    // The rest of what the client sends is unread: close in stages.
+                    Box::pin(linger(&mut client, &mut bufs, &w)).await;
                     break;
                 }
             }
@@ -82,7 +84,14 @@ pub fn serve<S: Stream>(
                         b.compact();
                         continue;
                     }
-                    Next::Close => break,
+                    Next::Close => {
+                        // A body cut short or bytes after the request may still be on their
+                        // way (nginx lingers on the same signs).
+                        if b.req.body.has_body() || !b.client_pending().is_empty() {
+                            Box::pin(linger(&mut client, &mut bufs, &w)).await;
+                        }
+                        break;
+                    }
                     Next::Upgrade(up, idle, splice) => {
                         let b = bufs.take().expect("buffers");
                         tunnel_from(client, up, b, idle, splice, &w)
@@ -144,6 +153,37 @@ async fn reject<S: Stream>(
     w.log.log_unread(&info.peer_ip, status, bytes);
     // Bounded by the socket's TCP_USER_TIMEOUT (the listener's send_timeout).
     let _ = write_all(client, take(&mut b.out)).await;
+}
+
+/// How long a closing connection keeps reading what the client still sends, in all and
+/// between reads.
+const LINGER_TOTAL: Duration = Duration::from_secs(5);
+const LINGER_IDLE: Duration = Duration::from_secs(2);
+
+/// Closes in stages (RFC 9112 §9.6) a connection whose client may still be sending (a body
+/// ringway answered before reading, or bytes after a rejected head): the response is followed
+/// by a FIN, then what the client sends is read and dropped until it closes too, for at most
+/// [`LINGER_TOTAL`] and [`LINGER_IDLE`] between reads. Closing with unread bytes would make
+/// the kernel send a reset, which can destroy the response before the client reads it.
+async fn linger<S: Stream>(client: &mut S, bufs: &mut Option<Box<Buffers>>, w: &WorkerState) {
+    let fd = client.socket_fd();
+    // SAFETY: `fd` belongs to `client`, which is open for the duration of the call.
+    if unsafe { libc::shutdown(fd, libc::SHUT_WR) } != 0 {
+        return;
+    }
+    let b = bufs.get_or_insert_with(|| w.take_buffers());
+    let until = w.waits.now() + LINGER_TOTAL;
+    while w.waits.now() < until {
+        b.cbuf.clear();
+        let deadline = w.waits.register(fd, LINGER_IDLE);
+        let (r, buf) = read_append(client, take(&mut b.cbuf)).await;
+        b.cbuf = buf;
+        if deadline.expired() || !matches!(r, Ok(n) if n > 0) {
+            break;
+        }
+    }
+    b.cbuf.clear();
+    b.cpos = 0;
 }
 
 /// Turns an upgraded connection into a tunnel. The tunnel's future is boxed and built here, so
