@@ -448,6 +448,58 @@ fn tune_leaves_larger_floors_alone() {
         .differs());
 }
 
+/// Applying a profile never lowers what the host has above it: not live, number by number
+/// for `tcp_rmem`/`tcp_wmem`, and not at the next boot (the installed file keeps the host's
+/// higher values).
+#[test]
+fn tune_apply_never_shrinks_live_or_at_boot() {
+    let root = FakeRoot::with("shrink", STOCK);
+    root.sysctl("fs.file-max", "4000000");
+    root.sysctl("net.ipv4.tcp_rmem", "4096 131072 33554432");
+    root.sysctl("net.ipv4.tcp_wmem", "4096 16384 4194304");
+    let host = Host::new(root.root(), Box::new(FakeLive::default()));
+    let p = ProfileName::Generic;
+    let diffs = tune::diff(&host, p);
+    assert_eq!(tune::apply(&host, p, &diffs).unwrap(), 0);
+    let live = |k: &str| host.sysctl(k).unwrap();
+    assert_eq!(live("fs.file-max"), "4000000");
+    assert_eq!(
+        live("net.ipv4.tcp_rmem"),
+        "4096 131072 33554432",
+        "kept above the profile"
+    );
+    assert_eq!(
+        live("net.ipv4.tcp_wmem"),
+        "4096 65536 16777216",
+        "raised where below"
+    );
+    let installed = std::fs::read_to_string(root.path("/etc/sysctl.d/60-ringway.conf")).unwrap();
+    let at_boot: Vec<_> = profile::parse_sysctl(&installed)
+        .into_iter()
+        .map(|e| (e.key, e.value))
+        .collect();
+    let boot = |k: &str| {
+        at_boot
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(boot("fs.file-max"), Some("4000000"), "{installed}");
+    assert_eq!(
+        boot("net.ipv4.tcp_rmem"),
+        Some("4096 131072 33554432"),
+        "{installed}"
+    );
+    assert_eq!(
+        boot("net.ipv4.tcp_wmem"),
+        Some("4096 65536 16777216"),
+        "{installed}"
+    );
+    assert_eq!(boot("net.core.somaxconn"), Some("65535"), "{installed}");
+    assert!(installed.contains("# ringway tune kept this host's higher value (profile: 2097152)"));
+    assert!(tune::diff(&host, p).iter().all(|d| !d.differs()));
+}
+
 #[test]
 fn gate_follows_host_check_mode() {
     let root = FakeRoot::good("gate");

@@ -32,7 +32,8 @@ pub struct Diff {
 }
 
 /// Sysctls whose profile value is a floor: a host already above it is left alone, so applying
-/// the profile never shrinks a table or buffer someone sized larger on purpose.
+/// the profile never shrinks a table or buffer someone sized larger on purpose. Multi-value
+/// ones (`tcp_rmem`: min, default, max) are floors value by value.
 const FLOORS: &[&str] = &[
     "fs.file-max",
     "fs.nr_open",
@@ -45,20 +46,71 @@ const FLOORS: &[&str] = &[
     "net.core.rmem_default",
     "net.core.wmem_default",
     "net.ipv4.tcp_max_syn_backlog",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
     "net.netfilter.nf_conntrack_max",
 ];
 
 impl Diff {
-    /// True when applying the profile would change this value.
-    pub fn differs(&self) -> bool {
+    /// The value applying the profile sets: the profile's, except that a floor keeps each
+    /// number the host already has above it.
+    pub fn target(&self) -> String {
         match &self.current {
-            Some(c) if c == &self.profile => false,
             Some(c) if FLOORS.contains(&self.key.as_str()) => {
-                !matches!((c.parse::<u64>(), self.profile.parse::<u64>()), (Ok(c), Ok(p)) if c >= p)
+                raise_to(c, &self.profile).unwrap_or_else(|| self.profile.clone())
             }
-            _ => true,
+            _ => self.profile.clone(),
         }
     }
+
+    /// True when applying the profile would change this value.
+    pub fn differs(&self) -> bool {
+        self.current.as_deref() != Some(self.target().as_str())
+    }
+}
+
+/// `current` with each number raised to at least the profile's; `None` when the two are not
+/// lists of numbers of the same length.
+fn raise_to(current: &str, profile: &str) -> Option<String> {
+    let nums =
+        |s: &str| -> Option<Vec<u64>> { s.split_whitespace().map(|n| n.parse().ok()).collect() };
+    let (c, p) = (nums(current)?, nums(profile)?);
+    if c.len() != p.len() || c.is_empty() {
+        return None;
+    }
+    let raised: Vec<String> = c
+        .iter()
+        .zip(&p)
+        .map(|(c, p)| c.max(p).to_string())
+        .collect();
+    Some(raised.join(" "))
+}
+
+/// A profile file as installed on this host: a floor the host already exceeds is written with
+/// the host's value (a comment line says so), so the next boot does not shrink it either.
+pub fn installed_text(text: &str, diffs: &[Diff]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let entry = profile::parse_sysctl(line).into_iter().next();
+        let kept = entry.and_then(|e| {
+            let d = diffs.iter().find(|d| d.key == e.key)?;
+            let t = d.target();
+            (t != e.value).then(|| (line.split_once('=').map_or("", |(k, _)| k), e.value, t))
+        });
+        match kept {
+            Some((key, profile, t)) => {
+                out.push_str(&format!(
+                    "# ringway tune kept this host's higher value (profile: {profile})\n{}= {t}\n",
+                    key
+                ));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 pub fn diff(host: &Host, p: ProfileName) -> Vec<Diff> {
@@ -135,7 +187,8 @@ pub fn apply(host: &Host, p: ProfileName, diffs: &[Diff]) -> anyhow::Result<usiz
         if let Some(dir) = dest.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        std::fs::write(&dest, text).with_context(|| format!("writing {}", dest.display()))?;
+        std::fs::write(&dest, installed_text(text, diffs))
+            .with_context(|| format!("writing {}", dest.display()))?;
         println!("wrote {}", dest.display());
     }
     let mut failed = 0;
@@ -145,7 +198,7 @@ pub fn apply(host: &Host, p: ProfileName, diffs: &[Diff]) -> anyhow::Result<usiz
                 "changed {}: {} -> {}",
                 d.key,
                 d.current.as_deref().unwrap_or("-"),
-                d.profile
+                d.target()
             ),
             Ok(false) => println!("skipped {}: not on this kernel (optional)", d.key),
             Err(e) => {
@@ -168,6 +221,6 @@ fn load(host: &Host, d: &Diff) -> Result<bool, String> {
             Err("no such sysctl on this kernel".into())
         };
     }
-    std::fs::write(&path, format!("{}\n", d.profile)).map_err(|e| e.to_string())?;
+    std::fs::write(&path, format!("{}\n", d.target())).map_err(|e| e.to_string())?;
     Ok(true)
 }
