@@ -458,3 +458,43 @@ fn switch_without_upgrade_field_is_502() {
     );
     h.join().unwrap();
 }
+
+/// An upgrade request with a body switches once the whole body is through (RFC 9110 §7.8),
+/// however its bytes arrive: the upstream here reads the body, then answers 101 and echoes.
+#[test]
+fn upgrade_with_a_body_switches_after_the_body() {
+    for split in [false, true] {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            assert!(common::read_request_head(&mut s));
+            let mut body = [0u8; 10];
+            s.read_exact(&mut body).unwrap();
+            assert_eq!(&body, b"0123456789");
+            s.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: raw\r\nConnection: Upgrade\r\n\r\n",
+            )
+            .unwrap();
+            let mut ping = [0u8; 4];
+            s.read_exact(&mut ping).unwrap();
+            s.write_all(&ping).unwrap();
+        });
+        let gw = gateway_to(addr, "auto");
+        let mut c = gw.conn();
+        let head = b"POST /t HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: raw\r\nContent-Length: 10\r\n\r\n";
+        if split {
+            c.send(head);
+            thread::sleep(Duration::from_millis(100));
+            c.send(b"0123456789");
+        } else {
+            c.send(&[&head[..], b"0123456789"].concat());
+        }
+        let r = c.read_response();
+        assert_eq!(r.status, 101, "split={split}: {r:?}");
+        c.send(b"ping");
+        assert_eq!(read_exact_buffered(&mut c, 4), b"ping", "split={split}");
+        h.join().unwrap();
+    }
+}

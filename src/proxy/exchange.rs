@@ -316,6 +316,9 @@ async fn duplex<S: Stream>(
     // limits). So the head wait is watched unarmed, and armed when the body is all sent.
     let head_wait = w.waits.register_unarmed(conn.stream.socket_fd());
     let head_in = Cell::new(false);
+    // A 101 to an upgrade request: the switch happens once the whole body is sent (RFC 9110
+    // §7.8 upgrades after the complete request), whichever side finishes first.
+    let switching = Cell::new(false);
     let (up_result, down_result) = {
         let (mut cr, mut cw) = halves(client);
         let (mut ur, mut uw) = halves(&mut conn.stream);
@@ -342,7 +345,8 @@ async fn duplex<S: Stream>(
                 r => r?,
             }
             if b.resp.status == 101 {
-                return Err(HeadFail::Bad("101 to a request with a body"));
+                switching.set(b.req.upgrade.is_some());
+                return Err(HeadFail::Bad("101 before the request body was complete"));
             }
             f.status = b.resp.status;
             responded.set(true);
@@ -372,13 +376,23 @@ async fn duplex<S: Stream>(
                 }
                 Err(_) => (Some(u), None),
             },
-            d = &mut down => (None, Some(d)),
+            d = &mut down => {
+                if switching.get() {
+                    (Some(up.await), Some(d))
+                } else {
+                    (None, Some(d))
+                }
+            }
         }
     };
     b.cbuf = cbuf;
     b.cpos = cpos;
     b.bout = bout;
     let request_done = matches!(up_result, Some(Ok(())));
+    if switching.get() && request_done {
+        f.status = 101;
+        return Box::pin(upgrade(client, b, conn, f, route)).await;
+    }
     match (up_result, down_result) {
         (_, Some(Ok(keep))) => finish(keep, request_done, conn, route, g, w),
         _ if responded.get() => Next::Close,
