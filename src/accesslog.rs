@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Where lines go; shared by workers, touched only on flush.
 pub enum Sink {
     Stdout,
-    File(File),
+    File { file: File, path: String },
 }
 
 impl Sink {
@@ -18,20 +18,43 @@ impl Sink {
         if path == "-" {
             return Ok(Arc::new(Sink::Stdout));
         }
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        Ok(Arc::new(Sink::File(f)))
+        Ok(Arc::new(Sink::File {
+            file: open_append(path)?,
+            path: path.to_string(),
+        }))
+    }
+
+    /// Opens the log path afresh and puts the new file in place of the old one (SIGUSR1, after
+    /// log rotation moved the file away). `dup2` swaps the file under the descriptor every
+    /// worker already writes to, so no worker needs telling and nothing is locked; a batch
+    /// being written at that moment lands whole in one file or the other.
+    pub fn reopen(&self) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let Sink::File { file, path } = self else {
+            return Ok(());
+        };
+        let fresh = open_append(path)?;
+        // SAFETY: both descriptors are open; dup2 replaces `file`'s atomically.
+        if unsafe { libc::dup2(fresh.as_raw_fd(), file.as_raw_fd()) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     fn write(&self, bytes: &[u8]) {
         // O_APPEND makes each batch land whole even with several workers writing.
         let _ = match self {
             Sink::Stdout => std::io::stdout().lock().write_all(bytes),
-            Sink::File(f) => (&*f).write_all(bytes),
+            Sink::File { file, .. } => (&*file).write_all(bytes),
         };
     }
+}
+
+fn open_append(path: &str) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
 }
 
 /// What one line records.

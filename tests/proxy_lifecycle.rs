@@ -290,6 +290,47 @@ fn access_log_has_one_line_per_request() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Log rotation: after the file is moved away, SIGUSR1 makes ringway reopen its configured
+/// path; lines written before stay in the moved file, later ones go to the new one.
+#[test]
+fn sigusr1_reopens_the_access_log_after_rotation() {
+    let b = backend();
+    let dir = temp_dir("alog-rotate");
+    let log = dir.join("access.log");
+    let rotated = dir.join("access.log.1");
+    let top = format!("[access_log]\nenabled = true\npath = \"{}\"", log.display());
+    let mut gw = Gateway::start(&config(free_port(), b.addr, &top));
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    let wait_for = |what: &dyn Fn() -> bool| {
+        let until = Instant::now() + Duration::from_secs(5);
+        while !what() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        what()
+    };
+    assert_eq!(gw.conn().request(&get("/before")).status, 200);
+    assert!(
+        wait_for(&|| read(&log).contains("/before")),
+        "first line flushed"
+    );
+    std::fs::rename(&log, &rotated).unwrap();
+    gw.signal(nix::sys::signal::Signal::SIGUSR1);
+    assert!(
+        wait_for(&|| gw.log().contains("access log reopened")),
+        "{}",
+        gw.log()
+    );
+    assert_eq!(gw.conn().request(&get("/after")).status, 200);
+    gw.sigterm();
+    assert!(gw
+        .wait_exit(Duration::from_secs(5))
+        .is_some_and(|s| s.success()));
+    let (old, new) = (read(&rotated), read(&log));
+    assert!(old.contains("/before") && !old.contains("/after"), "{old}");
+    assert!(new.contains("/after") && !new.contains("/before"), "{new}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A partial head gets 408 after header_timeout; an idle keep-alive connection is kept through
 /// the cold (bufferless) wait and closed at keepalive_timeout; a silent new one at header_timeout.
 #[test]

@@ -91,7 +91,7 @@ pub fn run(snap: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         listen = %listeners.join(","),
         "ringway ready"
     );
-    wait_for_stop(&signals, &handle, config_path.as_deref());
+    wait_for_stop(&signals, &handle, config_path.as_deref(), sink.as_deref());
     notify::notify("STOPPING=1");
     tracing::info!(drain_timeout = ?drain, "draining");
     stop_workers(&ctrls);
@@ -124,14 +124,28 @@ fn block_signals() -> anyhow::Result<SigSet> {
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGINT);
     set.add(Signal::SIGHUP);
+    set.add(Signal::SIGUSR1);
     set.thread_block().context("cannot block signals")?;
     Ok(set)
 }
 
-fn wait_for_stop(signals: &SigSet, handle: &Arc<SnapshotHandle>, path: Option<&std::path::Path>) {
+fn wait_for_stop(
+    signals: &SigSet,
+    handle: &Arc<SnapshotHandle>,
+    path: Option<&std::path::Path>,
+    sink: Option<&Sink>,
+) {
     loop {
         match signals.wait() {
             Ok(Signal::SIGHUP) => reload(handle, path),
+            // Log rotation: the access log is reopened at its configured path.
+            Ok(Signal::SIGUSR1) => match sink.map(Sink::reopen) {
+                None => tracing::info!("SIGUSR1: no access log file to reopen"),
+                Some(Ok(())) => tracing::info!("access log reopened"),
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "cannot reopen the access log; still writing to the old file")
+                }
+            },
             Ok(sig) => {
                 tracing::info!(signal = %sig, "shutdown requested");
                 return;
