@@ -16,6 +16,10 @@
 //!                  bodies and tunnels (per-worker pipe pool in `WorkerState::pipes`)
 //! ```
 //!
+//! Waits that end a connection when they expire (idle keep-alive, slow heads, an upstream's
+//! response head, an idle tunnel) hold no timer: they register their sockets in the worker's
+//! `deadlines::SocketDeadlines`, which a 100 ms tick sweeps.
+//!
 //! Per-worker state (`proxy::WorkerState`: pools, buffers, counters, access log) is owned by its
 //! worker thread; the only shared state is the config snapshot behind `config::SnapshotHandle`,
 //! which a reload swaps.
@@ -24,6 +28,7 @@ pub mod accesslog;
 pub mod alloc;
 pub mod backend;
 pub mod config;
+pub mod deadlines;
 pub mod demo;
 pub mod hostcheck;
 pub mod http;

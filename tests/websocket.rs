@@ -16,8 +16,9 @@ use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, WebSocket};
 
-/// Every tunnel case runs twice: on a `relay = "splice"` route (socket → pipe → socket) and on
-/// a `relay = "copy"` route (reads and writes through user space).
+/// Every tunnel case runs three times: on a `relay = "splice"` route (socket → pipe → socket),
+/// a `relay = "copy"` route (reads and writes through user space) and a `relay = "auto"` route
+/// (copy, splicing while a direction carries bulk data).
 macro_rules! both_relays {
     ($name:ident) => {
         mod $name {
@@ -29,6 +30,12 @@ macro_rules! both_relays {
             #[test]
             fn copy() {
                 super::$name("copy")
+            }
+
+            /// Copy for small messages, splice while a direction carries bulk data.
+            #[test]
+            fn auto() {
+                super::$name("auto")
             }
         }
     };
@@ -497,4 +504,98 @@ fn upgrade_with_a_body_switches_after_the_body() {
         assert_eq!(read_exact_buffered(&mut c, 4), b"ping", "split={split}");
         h.join().unwrap();
     }
+}
+
+both_relays!(tunnel_to_a_peer_that_stops_reading_closes_at_the_idle_timeout);
+/// A peer that stops reading stalls the tunnel once the socket buffers are full; with nothing
+/// moving either way that is idleness, and the tunnel closes at its idle timeout, stalled
+/// write included (the upstream here floods, the client reads nothing).
+fn tunnel_to_a_peer_that_stops_reading_closes_at_the_idle_timeout(relay: &str) {
+    let (addr, h) = raw_upgrade_upstream(|mut s| {
+        let chunk = vec![b'f'; 64 * 1024];
+        s.set_write_timeout(Some(Duration::from_secs(8))).unwrap();
+        let until = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < until && s.write_all(&chunk).is_ok() {}
+    });
+    let gw = Gateway::start(&config_with(
+        free_port(),
+        addr,
+        "",
+        "",
+        &format!("relay = \"{relay}\"\ntunnel_idle_timeout = \"1s\""),
+    ));
+    let mut c = raw_upgrade_client(&gw);
+    let started = Instant::now();
+    // Read nothing for a while, then see the connection closed.
+    thread::sleep(Duration::from_millis(2500));
+    let closed = tcp_closed_within_draining(&mut c.stream, Duration::from_secs(5));
+    assert!(closed, "{relay}: the stalled tunnel must close");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(7),
+        "{relay}: closed after {took:?}"
+    );
+    h.join().unwrap();
+}
+
+/// Reads (and drops) until EOF or reset within `wait`; true if the peer closed.
+fn tcp_closed_within_draining(s: &mut TcpStream, wait: Duration) -> bool {
+    let until = Instant::now() + wait;
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = vec![0u8; 256 * 1024];
+    while Instant::now() < until {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+both_relays!(bulk_and_small_messages_alternate_byte_identical);
+/// Bulk, then small messages with pauses (a spliced direction goes quiet and, with `auto`,
+/// back to copying), then bulk again: every byte echoed back in order.
+fn bulk_and_small_messages_alternate_byte_identical(relay: &str) {
+    let (up, h) = raw_upgrade_upstream(|mut s| {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => s.write_all(&buf[..n]).unwrap(),
+            }
+        }
+    });
+    let gw = gateway_to(up, relay);
+    let mut c = raw_upgrade_client(&gw);
+    assert_eq!(read_exact_buffered(&mut c, 5), b"hello");
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let echo = |c: &mut Conn, data: &[u8]| {
+        let mut w = c.stream.try_clone().unwrap();
+        let out = data.to_vec();
+        let sender = thread::spawn(move || w.write_all(&out).unwrap());
+        let mut got = vec![0u8; data.len()];
+        c.stream.read_exact(&mut got).unwrap();
+        sender.join().unwrap();
+        assert!(
+            got == data,
+            "{relay}: {} bytes came back altered",
+            data.len()
+        );
+    };
+    for round in 0..3u32 {
+        echo(&mut c, &noise(1 << 20, 40 + round));
+        for i in 0..5u32 {
+            thread::sleep(Duration::from_millis(30));
+            echo(&mut c, &noise(300 + i as usize, 50 + round * 10 + i));
+        }
+    }
+    drop(c);
+    h.join().unwrap();
 }

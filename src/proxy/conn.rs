@@ -13,11 +13,11 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::config::LimitsSpec;
+use crate::config::{LimitsSpec, RelayMode};
 use crate::http::head::{normalize_target, HeadLimits};
 use crate::http::parse_request;
 use crate::net::{read_append, write_all, Stream};
-use crate::relay::tunnel;
+use crate::relay::tunnel::{self, TunnelRelay};
 use crate::upstream::UpConn;
 
 use super::errors::error_response;
@@ -92,9 +92,9 @@ pub fn serve<S: Stream>(
                         }
                         break;
                     }
-                    Next::Upgrade(up, idle, splice) => {
+                    Next::Upgrade(up, idle, relay) => {
                         let b = bufs.take().expect("buffers");
-                        tunnel_from(client, up, b, idle, splice, &w)
+                        tunnel_from(client, up, b, idle, relay, &w)
                     }
                 }
             };
@@ -194,7 +194,7 @@ fn tunnel_from<S: Stream>(
     up: UpConn,
     mut b: Box<Buffers>,
     idle: Duration,
-    splice: bool,
+    relay: RelayMode,
     w: &Rc<WorkerState>,
 ) -> Pin<Box<impl Future + '_>> {
     // Copied out so the 64 KiB buffer goes back to the pool with the rest.
@@ -208,7 +208,8 @@ fn tunnel_from<S: Stream>(
         pending_client,
         pending_up,
         idle,
-        splice.then_some(&w.pipes),
+        TunnelRelay::new(relay, &w.pipes),
+        &w.waits,
     ))
 }
 

@@ -43,7 +43,7 @@ pub enum Next {
     /// 101 Switching Protocols: the connection becomes a tunnel to this upstream connection;
     /// bytes the upstream sent after its head are in `Buffers::ubuf`. Carries the route's
     /// tunnel idle timeout and whether the route allows splicing the tunnel.
-    Upgrade(UpConn, Duration, bool),
+    Upgrade(UpConn, Duration, RelayMode),
 }
 
 /// What the access log records of an exchange.
@@ -526,7 +526,8 @@ async fn upgrade<S: Stream>(
         return Next::Close;
     }
     b.ubuf.drain(..b.resp.head_len);
-    Next::Upgrade(conn, route.tunnel_idle_timeout, splice_allowed(route))
+    // A tunnel's bytes are not read by any policy yet: the route's relay mode applies as is.
+    Next::Upgrade(conn, route.tunnel_idle_timeout, route.relay)
 }
 
 /// Whether a route's bodies may bypass user space. `auto` splices because no policy reads

@@ -3,7 +3,6 @@
 //! the state a worker owns ([`state`]).
 
 pub mod conn;
-pub mod deadlines;
 pub mod errors;
 pub mod exchange;
 mod response;

@@ -13,10 +13,10 @@ use crate::relay::pipes::PipePool;
 use crate::relay::splice::{self, Deadlines, Fail};
 use crate::relay::stream::{self, StreamRead};
 
-use super::deadlines::SocketDeadlines;
 use super::exchange::{copy_fields, push_num, put_length, Facts};
 use super::state::{Buffers, WorkerState, BUF_START};
 use super::upload::SPLICE_MIN;
+use crate::deadlines::SocketDeadlines;
 
 /// Chunk data shorter than this is copied with its framing: spliced chunk by chunk, 16 KiB
 /// chunks cost more than copying them in 64 KiB reads; 64 KiB and up, splice wins

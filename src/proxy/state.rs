@@ -13,8 +13,8 @@ use crate::http::{RequestHead, ResponseHead};
 use crate::relay::pipes::PipePool;
 use crate::upstream::Pools;
 
-use super::deadlines::SocketDeadlines;
 use super::router::Router;
+use crate::deadlines::SocketDeadlines;
 
 /// What one config generation gives a worker: the snapshot, its router and its upstream pools.
 /// Connections hold the generation they were accepted under until they close.

@@ -15,7 +15,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::net::{with_timeout, Stream};
 
@@ -89,22 +89,25 @@ pub enum PumpEnd {
     /// The source reached EOF and every byte before it was delivered (the caller half-closes
     /// the destination).
     Eof,
-    /// A splice or readiness wait failed on either side (reset, broken pipe).
+    /// A splice or readiness wait failed on either side (reset, broken pipe), or the tunnel's
+    /// idle limit shut its sockets down (the caller tells which from its `Activity`).
     Error,
-    /// No bytes either way on the shared clock for its timeout, or the destination took
-    /// nothing for that long (a peer that stops reading is idle too).
-    Idle,
     /// The kernel refused splice before any byte moved: copy instead.
     Unsupported,
+    /// The source went quiet with nothing in flight (the pipe is back in the pool), and the
+    /// caller asked to get the direction back then (`until_quiet`).
+    Quiet,
 }
 
 /// Moves bytes from `src` to `dst` until the source's EOF: one direction of a tunnel. Every
-/// byte moved touches `clock`, the idle clock both directions share.
+/// byte moved touches `clock`, the idle limit both directions share (its expiry shuts both
+/// sockets down, which ends the waits here without a timer).
 pub async fn pump<S: Stream, D: Stream>(
     pool: &PipePool,
     src: &S,
     dst: &D,
-    clock: &Activity,
+    clock: &Activity<'_>,
+    until_quiet: bool,
 ) -> PumpEnd {
     let Some((src_fd, dst_fd, mut pipe)) = open(pool, src, dst) else {
         return PumpEnd::Unsupported;
@@ -123,33 +126,20 @@ pub async fn pump<S: Stream, D: Stream>(
         if let Burst::End(end) = burst {
             return end;
         }
+        if until_quiet {
+            return PumpEnd::Quiet;
+        }
         // The source went quiet with the pipe empty: the pipe is back in the pool while this
         // direction waits, so idle tunnels hold no pipes (two fds each) and a host's fd budget
         // goes to connections.
-        if let Err(end) = wait_source(src, clock).await {
-            return end;
+        if src.wait_readable().await.is_err() {
+            return PumpEnd::Error;
         }
         // Nothing is in flight, so if no pipe can be had the copy loop takes over losslessly.
         pipe = match pool.take() {
             Some(p) => p,
             None => return PumpEnd::Unsupported,
         };
-    }
-}
-
-/// Waits for the source of a quiet tunnel direction, checking the shared idle clock.
-async fn wait_source<S: Stream>(src: &S, clock: &Activity) -> Result<(), PumpEnd> {
-    loop {
-        let left = clock.left();
-        if left.is_zero() {
-            return Err(PumpEnd::Idle);
-        }
-        // A timeout only re-checks the clock: the other direction may have been busy.
-        match with_timeout(left, src.wait_readable()).await {
-            Some(Ok(())) => return Ok(()),
-            Some(Err(_)) => return Err(PumpEnd::Error),
-            None => {}
-        }
     }
 }
 
@@ -224,7 +214,7 @@ impl Relay<'_> {
                 continue;
             }
             let dur = if self.pipe.len > 0 { t.write } else { t.read };
-            match self.wait_side(src, dst, dur).await {
+            match self.wait_side(src, dst, Some(dur)).await {
                 Waited::Ready => {}
                 Waited::Timeout(side) => return Err(side.timeout()),
                 Waited::Error(side) => return Err(side.error()),
@@ -232,13 +222,15 @@ impl Relay<'_> {
         }
     }
 
-    /// The loop of [`pump`]: like `run` without a length, with the tunnel's idle rules in place
+    /// The loop of [`pump`]: like `run` without a length, with the tunnel's idle limit in place
     /// of per-wait deadlines; it hands back (`Quiet`) instead of waiting on a quiet source.
-    async fn pump<S: Stream, D: Stream>(&mut self, src: &S, dst: &D, clock: &Activity) -> Burst {
+    async fn pump<S: Stream, D: Stream>(
+        &mut self,
+        src: &S,
+        dst: &D,
+        clock: &Activity<'_>,
+    ) -> Burst {
         let mut eof = false;
-        // When this direction last moved a byte: a destination stalled this long is idle even
-        // while the other direction keeps the shared clock fresh (as in the copy loop).
-        let mut progress = Instant::now();
         loop {
             let moved = match self.turn(&mut eof) {
                 Ok(moved) => moved,
@@ -247,7 +239,6 @@ impl Relay<'_> {
             };
             if moved {
                 clock.touch();
-                progress = Instant::now();
             }
             if eof && self.pipe.len == 0 {
                 return Burst::End(PumpEnd::Eof);
@@ -258,11 +249,7 @@ impl Relay<'_> {
             if self.blocked_on() == Side::Source {
                 return Burst::Quiet;
             }
-            let left = clock.idle().saturating_sub(progress.elapsed());
-            if left.is_zero() {
-                return Burst::End(PumpEnd::Idle);
-            }
-            if let Waited::Error(_) = self.wait_side(src, dst, left).await {
+            if let Waited::Error(_) = self.wait_side(src, dst, None).await {
                 return Burst::End(PumpEnd::Error);
             }
         }
@@ -286,12 +273,19 @@ impl Relay<'_> {
         }
     }
 
-    /// Waits up to `dur` for the side the relay is blocked on.
-    async fn wait_side<S: Stream, D: Stream>(&self, src: &S, dst: &D, dur: Duration) -> Waited {
+    /// Waits (up to `dur`, if given) for the side the relay is blocked on.
+    async fn wait_side<S: Stream, D: Stream>(
+        &self,
+        src: &S,
+        dst: &D,
+        dur: Option<Duration>,
+    ) -> Waited {
         let side = self.blocked_on();
-        let r = match side {
-            Side::Dest => with_timeout(dur, dst.wait_writable()).await,
-            Side::Source => with_timeout(dur, src.wait_readable()).await,
+        let r = match (side, dur) {
+            (Side::Dest, Some(d)) => with_timeout(d, dst.wait_writable()).await,
+            (Side::Source, Some(d)) => with_timeout(d, src.wait_readable()).await,
+            (Side::Dest, None) => Some(dst.wait_writable().await),
+            (Side::Source, None) => Some(src.wait_readable().await),
         };
         match r {
             Some(Ok(())) => Waited::Ready,

@@ -1,6 +1,6 @@
 //! Bidirectional tunnel for upgraded connections (101 Switching Protocols, e.g. WebSocket).
 //!
-//! Two directions run side by side, each a [`copy`] loop: bytes are written on as they
+//! Two directions run side by side, each a copy loop: bytes are written on as they
 //! arrive (no batching), and EOF on one side is passed on as a half-close (`shutdown(SHUT_WR)`)
 //! of the other, so a close travels both ways while the opposite direction may still drain.
 //! The tunnel ends when both directions reached EOF, on any error (a reset or failed write
@@ -8,21 +8,30 @@
 //! `tunnel_idle_timeout`, not its response timeout). Ending drops both sockets, closing both
 //! file descriptors.
 //!
-//! For plain TCP on both sides (`Stream::splice_fd` is `Some`) on a route that allows splice,
-//! each direction is a [`splice::pump`] instead (socket → pipe → socket, no user-space copy)
-//! with its own pipe from the worker's pool, after any pending bytes were written by copy; a
-//! kernel that refuses splice falls back to [`copy`]. The end-of-tunnel rules are the same
-//! for both movers.
+//! The idle limit holds no timer: both sockets are registered in the worker's
+//! [`SocketDeadlines`] and re-armed on every byte moved (from the tick clock, no clock read),
+//! and an expired tunnel has both sockets shut down both ways, which ends every read, write
+//! and readiness wait in it. A message costs no timer and no clock read. A write stalled on a
+//! peer that stopped reading while the other direction stays busy is bounded by the socket's
+//! `TCP_USER_TIMEOUT` (the listener's `send_timeout`, the upstream's `response_timeout`).
+//!
+//! How bytes move follows the route's `relay` mode ([`TunnelRelay`]). With `auto`, a
+//! direction copies (one read and one write ring op per message) until a read fills a 16 KiB
+//! buffer, then splices (socket → pipe → socket with a pipe from the worker's pool, no
+//! user-space copy) until its source goes quiet, then copies again: WebSocket traffic is mostly
+//! small messages, for which two splices and a readiness wait cost more than a copy (see
+//! benches/README-streaming.md), while bulk streams go zero-copy. `splice` splices every byte,
+//! `copy` never does; a kernel that refuses splice falls back to copy. The end-of-tunnel rules
+//! are the same for both movers.
 
-use std::cell::Cell;
 use std::pin::pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
-use crate::net::{
-    grow_if_full, halves, read_append_timeout, with_timeout, write_all, AsStream, Read, Stream,
-};
+use crate::config::RelayMode;
+use crate::deadlines::{Deadline, SocketDeadlines};
+use crate::net::{grow_if_full, halves, read_append, write_all, AsStream, Stream};
 
 use super::pipes::PipePool;
 use super::splice::{self, PumpEnd};
@@ -43,51 +52,85 @@ pub enum End {
     Idle,
 }
 
-/// Shared idle clock of both directions.
-pub struct Activity {
-    last: Cell<Instant>,
+/// The idle limit both directions share: one deadline per socket, re-armed on every byte.
+pub struct Activity<'w> {
     idle: Duration,
+    watch: [Deadline<'w>; 2],
 }
 
-impl Activity {
-    pub fn new(idle: Duration) -> Activity {
+impl<'w> Activity<'w> {
+    pub fn new(deadlines: &'w SocketDeadlines, fds: [i32; 2], idle: Duration) -> Activity<'w> {
         Activity {
-            last: Cell::new(Instant::now()),
             idle,
+            watch: fds.map(|fd| deadlines.register_closing(fd, idle)),
         }
     }
 
-    /// The tunnel's idle timeout.
-    pub fn idle(&self) -> Duration {
-        self.idle
-    }
-
+    /// Bytes moved: the idle limit counts from now.
     pub fn touch(&self) {
-        self.last.set(Instant::now());
+        for d in &self.watch {
+            d.arm(self.idle);
+        }
     }
 
-    /// Time left before the tunnel counts as idle.
-    pub fn left(&self) -> Duration {
-        self.idle.saturating_sub(self.last.get().elapsed())
+    /// The tunnel went idle and its sockets were shut down.
+    pub fn expired(&self) -> bool {
+        self.watch.iter().any(Deadline::expired)
+    }
+
+    /// How a direction that stopped on `end` ended: idle if the limit shut it down.
+    pub fn end(&self, end: End) -> End {
+        if self.expired() {
+            End::Idle
+        } else {
+            end
+        }
     }
 }
 
+/// How a tunnel moves bytes, from the route's `relay` mode.
+#[derive(Clone, Copy)]
+pub enum TunnelRelay<'p> {
+    /// Read and write through user space only.
+    Copy,
+    /// Copy, switching a direction to splice while it carries bulk data (`relay = "auto"`):
+    /// for small messages a read and a write cost less than two splices and a readiness wait.
+    Adaptive(&'p PipePool),
+    /// Splice every byte (`relay = "splice"`).
+    Splice(&'p PipePool),
+}
+
+impl<'p> TunnelRelay<'p> {
+    pub fn new(mode: RelayMode, pipes: &'p PipePool) -> TunnelRelay<'p> {
+        match mode {
+            RelayMode::Copy => TunnelRelay::Copy,
+            RelayMode::Auto => TunnelRelay::Adaptive(pipes),
+            RelayMode::Splice => TunnelRelay::Splice(pipes),
+        }
+    }
+}
+
+/// A read of at least this much (a full buffer, grown from 4 KiB) marks a direction carrying
+/// bulk data: with `TunnelRelay::Adaptive` it splices until its source goes quiet.
+const BULK_READ: usize = 16 * 1024;
+
 /// Relays until both directions ended (or one failed / idled). `to_upstream` and `to_client`
-/// are bytes already read from each side (after the request / response heads). With `pipes`,
-/// directions splice where both sockets allow it.
+/// are bytes already read from each side (after the request / response heads).
 pub async fn run<C: Stream, U: Stream>(
     mut client: C,
     mut upstream: U,
     to_upstream: Vec<u8>,
     to_client: Vec<u8>,
     idle: Duration,
-    pipes: Option<&PipePool>,
+    relay: TunnelRelay<'_>,
+    deadlines: &SocketDeadlines,
 ) -> (End, End) {
-    let act = Activity::new(idle);
+    // Declared after the sockets, so it deregisters them before they close.
+    let act = Activity::new(deadlines, [client.socket_fd(), upstream.socket_fd()], idle);
     let (mut cr, mut cw) = halves(&mut client);
     let (mut ur, mut uw) = halves(&mut upstream);
-    let mut a = pin!(direction(&mut cr, &mut uw, to_upstream, &act, pipes));
-    let mut b = pin!(direction(&mut ur, &mut cw, to_client, &act, pipes));
+    let mut a = pin!(direction(&mut cr, &mut uw, to_upstream, &act, relay));
+    let mut b = pin!(direction(&mut ur, &mut cw, to_client, &act, relay));
     // A clean end of one direction waits for the other; an error or idle timeout ends both.
     let ends = monoio::select! {
         ea = &mut a => if ea == End::Eof { (ea, b.await) } else { (ea, End::Error) },
@@ -97,43 +140,83 @@ pub async fn run<C: Stream, U: Stream>(
     ends
 }
 
-/// One direction: pending bytes by copy, then splice when possible, else copy.
+/// One direction, by the tunnel's relay mode. Pending bytes always go by copy.
 async fn direction<R, W>(
     r: &mut R,
     w: &mut W,
     pending: Vec<u8>,
-    act: &Activity,
-    pipes: Option<&PipePool>,
+    act: &Activity<'_>,
+    relay: TunnelRelay<'_>,
 ) -> End
 where
-    R: CancelableAsyncReadRent + AsStream,
+    R: AsyncReadRent + AsStream,
     W: AsyncWriteRent + AsStream,
 {
-    let Some(pool) = pipes else {
-        return copy(r, w, pending, act).await;
+    let (pool, until_quiet) = match relay {
+        TunnelRelay::Copy => return copy(r, w, pending, act, None).await.end(),
+        TunnelRelay::Splice(pool) => {
+            if !pending.is_empty() {
+                let (res, _) = write_all(w, pending).await;
+                if res.is_err() {
+                    return act.end(End::Error);
+                }
+                act.touch();
+            }
+            (pool, false)
+        }
+        TunnelRelay::Adaptive(pool) => {
+            match copy(r, w, pending, act, Some(BULK_READ)).await {
+                Copied::End(end) => return end,
+                Copied::Bulk => {}
+            }
+            (pool, true)
+        }
     };
-    if !pending.is_empty() {
-        let (res, _) = write_all(w, pending).await;
-        if res.is_err() {
-            return End::Error;
+    loop {
+        match splice::pump(pool, r.as_stream(), w.as_stream(), act, until_quiet).await {
+            PumpEnd::Eof if act.expired() => return End::Idle,
+            PumpEnd::Eof => {
+                let _ = w.shutdown().await;
+                return End::Eof;
+            }
+            PumpEnd::Error => return act.end(End::Error),
+            PumpEnd::Unsupported => return copy(r, w, Vec::new(), act, None).await.end(),
+            // The bulk is through: back to copying (with a small buffer again) until the next.
+            PumpEnd::Quiet => match copy(r, w, Vec::new(), act, Some(BULK_READ)).await {
+                Copied::End(end) => return end,
+                Copied::Bulk => {}
+            },
         }
-        act.touch();
-    }
-    match splice::pump(pool, r.as_stream(), w.as_stream(), act).await {
-        PumpEnd::Eof => {
-            let _ = w.shutdown().await;
-            End::Eof
-        }
-        PumpEnd::Error => End::Error,
-        PumpEnd::Idle => End::Idle,
-        PumpEnd::Unsupported => copy(r, w, Vec::new(), act).await,
     }
 }
 
-/// Copies `r` to `w` until EOF (then half-closes `w`), an error, or the shared idle timeout.
-pub async fn copy<R, W>(r: &mut R, w: &mut W, pending: Vec<u8>, act: &Activity) -> End
+/// How a copy stretch stopped.
+enum Copied {
+    End(End),
+    /// A read of at least the bulk size was relayed: the caller may splice from here.
+    Bulk,
+}
+
+impl Copied {
+    fn end(self) -> End {
+        match self {
+            Copied::End(end) => end,
+            Copied::Bulk => unreachable!("copy without a bulk size never stops for bulk"),
+        }
+    }
+}
+
+/// Copies `r` to `w` until EOF (then half-closes `w`), an error, the shared idle limit, or
+/// (with `bulk`) a read of at least that many bytes, once it is written.
+async fn copy<R, W>(
+    r: &mut R,
+    w: &mut W,
+    pending: Vec<u8>,
+    act: &Activity<'_>,
+    bulk: Option<usize>,
+) -> Copied
 where
-    R: CancelableAsyncReadRent,
+    R: AsyncReadRent,
     W: AsyncWriteRent,
 {
     let mut buf = pending;
@@ -141,39 +224,35 @@ where
     if !buf.is_empty() {
         let (res, b) = write_all(w, buf).await;
         if res.is_err() {
-            return End::Error;
+            return Copied::End(act.end(End::Error));
         }
         buf = b;
     }
     loop {
         buf.clear();
-        let left = act.left();
-        if left.is_zero() {
-            return End::Idle;
-        }
-        let (res, b) = read_append_timeout(r, buf, left).await;
+        let (res, b) = read_append(r, buf).await;
         buf = b;
         match res {
-            Ok(Read::Data(_)) => {
+            Ok(n) if n > 0 => {
                 act.touch();
-                // A peer that stops reading stalls this write; that is idleness too.
-                let Some((res, b)) = with_timeout(act.idle, write_all(w, buf)).await else {
-                    return End::Idle;
-                };
+                let (res, b) = write_all(w, buf).await;
                 buf = b;
                 if res.is_err() {
-                    return End::Error;
+                    return Copied::End(act.end(End::Error));
                 }
                 act.touch();
+                if bulk.is_some_and(|min| n >= min) {
+                    return Copied::Bulk;
+                }
                 grow_if_full(&mut buf);
             }
-            // The other direction may have been busy; re-check against the shared clock.
-            Ok(Read::Timeout) => continue,
-            Ok(Read::Eof) => {
+            // An idle tunnel's shut-down socket reads as EOF too.
+            Ok(_) if act.expired() => return Copied::End(End::Idle),
+            Ok(_) => {
                 let _ = w.shutdown().await;
-                return End::Eof;
+                return Copied::End(End::Eof);
             }
-            Err(_) => return End::Error,
+            Err(_) => return Copied::End(act.end(End::Error)),
         }
     }
 }

@@ -178,7 +178,7 @@ async fn reject_busy(mut stream: TcpStream, peer: std::net::SocketAddr, w: Rc<Wo
 /// Every tick: expire client waits past their deadline. Every second: close expired pooled
 /// upstream connections and flush the access log.
 async fn housekeeping(w: Rc<WorkerState>, stop: Rc<Stop>) {
-    use crate::proxy::deadlines::TICK;
+    use crate::deadlines::TICK;
     let mut ticks = 0u32;
     loop {
         monoio::select! {

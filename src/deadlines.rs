@@ -2,11 +2,12 @@
 //!
 //! A monoio timer is a cache-padded entry of several hundred bytes inside the waiting future,
 //! plus wheel work on every request. Waits that end a connection when they expire (client
-//! keep-alive idle, slow heads, an upstream's response head) only need deadlines as precise as
-//! the worker's housekeeping tick, so a wait registers its socket here and the tick shuts down
-//! the read side of sockets whose deadline passed: the pending read then completes with EOF,
-//! and the waiter sees that its deadline expired. This keeps idle connections' futures small
-//! and the request path free of timers.
+//! keep-alive idle, slow heads, an upstream's response head, an idle tunnel) only need
+//! deadlines as precise as the worker's housekeeping tick, so a wait registers its socket here
+//! and the tick shuts down the read side (for tunnels both sides) of sockets whose deadline
+//! passed: the pending read then completes with EOF, and the waiter sees that its deadline
+//! expired. This keeps idle connections' futures small and the request path, and every message
+//! through a tunnel, free of timers.
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
@@ -21,6 +22,9 @@ struct Entry {
     expired: bool,
     /// A keep-alive (or first-request) wait: ended early when the worker drains.
     idle: bool,
+    /// What expiry shuts down: the read side (`SHUT_RD`), or both (`SHUT_RDWR`, which also
+    /// fails a write stalled on a peer that stopped reading).
+    how: libc::c_int,
 }
 
 /// The housekeeping tick that sweeps deadlines (see `server::worker`).
@@ -46,27 +50,27 @@ impl SocketDeadlines {
     /// fire up to one tick early (fine for idle limits of seconds). The fd must stay open while
     /// the guard lives.
     pub fn register(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
-        self.insert(fd, Some(self.now.get() + timeout), false)
+        self.insert(fd, Some(self.now.get() + timeout), false, libc::SHUT_RD)
     }
 
     /// Watches `fd` without a deadline until [`Deadline::arm`] gives it one: for a wait whose
     /// limit starts later than the wait itself (an upstream's answer to a request whose body
     /// is still being sent).
     pub fn register_unarmed(&self, fd: RawFd) -> Deadline<'_> {
-        self.insert(fd, None, false)
+        self.insert(fd, None, false, libc::SHUT_RD)
     }
 
     /// Like [`register`](Self::register) for a connection waiting, idle, for its next request:
     /// [`expire_idle`](Self::expire_idle) ends such waits at once.
     pub fn register_idle(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
-        self.insert(fd, Some(self.now.get() + timeout), true)
+        self.insert(fd, Some(self.now.get() + timeout), true, libc::SHUT_RD)
     }
 
     /// Like [`register`](Self::register) but never early: the deadline counts from the last
     /// tick plus one tick, so it fires between `timeout` and `timeout` + two ticks from now,
     /// without reading the clock on the request path.
     pub fn register_exact(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
-        self.insert(fd, Some(self.exact(timeout)), false)
+        self.insert(fd, Some(self.exact(timeout)), false, libc::SHUT_RD)
     }
 
     /// `timeout` from now, never early (see [`register_exact`](Self::register_exact)).
@@ -74,12 +78,28 @@ impl SocketDeadlines {
         self.now.get() + timeout + TICK
     }
 
-    fn insert(&self, fd: RawFd, deadline: Option<Instant>, idle: bool) -> Deadline<'_> {
+    /// Like [`register_exact`](Self::register_exact), but expiry shuts the socket down both
+    /// ways: for a tunnel, whose idle limit ends reads and writes alike. Re-[`arm`]ed on
+    /// every byte moved, so it counts from the last activity.
+    ///
+    /// [`arm`]: Deadline::arm
+    pub fn register_closing(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
+        self.insert(fd, Some(self.exact(timeout)), false, libc::SHUT_RDWR)
+    }
+
+    fn insert(
+        &self,
+        fd: RawFd,
+        deadline: Option<Instant>,
+        idle: bool,
+        how: libc::c_int,
+    ) -> Deadline<'_> {
         let key = self.entries.borrow_mut().insert(Entry {
             fd,
             deadline,
             expired: false,
             idle,
+            how,
         });
         Deadline { owner: self, key }
     }
@@ -110,11 +130,12 @@ impl SocketDeadlines {
     }
 }
 
-/// Marks a wait expired and shuts its socket's read side, which ends the pending read.
+/// Marks a wait expired and shuts its socket down (the read side, or both), which ends the
+/// pending read (and write).
 fn expire(e: &mut Entry) {
     e.expired = true;
     // SAFETY: registered fds are open until their guard drops and removes them.
-    unsafe { libc::shutdown(e.fd, libc::SHUT_RD) };
+    unsafe { libc::shutdown(e.fd, e.how) };
 }
 
 /// A registered wait; dropping it deregisters.
