@@ -463,3 +463,35 @@ fn unreachable_routes_and_unusable_limits_are_refused() {
         "/nonexistent-ringway-dir does not exist",
     );
 }
+
+/// Routes that could never match are refused: a `path_prefix` that is not in normal form
+/// (requests are routed after normalisation and without their query) and wildcard hosts (not
+/// supported); a host's trailing dot is dropped, as the router drops a request Host's.
+#[test]
+fn prefixes_and_hosts_that_never_match_are_refused() {
+    for prefix in ["/a/../b", "//s", "/q?x=1", "/%61pi", "/caf%c3%a9", "/a/."] {
+        refused(
+            &replace(
+                "path_prefix = \"/api\"",
+                &format!("path_prefix = {prefix:?}"),
+            ),
+            "routes[0].path_prefix",
+            20,
+            "expected a path in normal form",
+        );
+    }
+    refused(
+        &replace("host = \"api.example.com\"", "host = \"*.example.com\""),
+        "routes[0].host",
+        19,
+        "wildcards are not supported",
+    );
+    let snap = load_str(
+        &replace("host = \"api.example.com\"", "host = \"API.example.com.\""),
+        "t.toml",
+    )
+    .unwrap();
+    let router = Router::new(&snap.routes);
+    assert!(router.find(b"api.example.com", b"/api/x", b"GET").is_ok());
+    assert!(router.find(b"api.example.com.", b"/api/x", b"GET").is_ok());
+}

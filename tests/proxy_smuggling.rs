@@ -378,6 +378,9 @@ fn paths_are_routed_and_forwarded_normalised() {
         "/public/./headers",
         "//public//headers",
         "/public/x/../headers?a=/../b",
+        // Escapes of unreserved characters name the same path (RFC 3986 §6.2.2.2).
+        "/%70ublic/headers",
+        "/pub%6c%69c/%68eaders",
     ] {
         let r = c.request(&get(path));
         assert_eq!(r.status, 200, "{path}");
@@ -392,6 +395,49 @@ fn paths_are_routed_and_forwarded_normalised() {
     // Out of the public prefix: the other route answers (its upstream is down: 502).
     assert_eq!(c.request(&get("/public/../headers")).status, 502);
     rejected_only(&gw, &get("/public/%2e%2e/headers"), 400);
+    // A dot segment behind an encoded slash: an upstream decoding %2F late would resolve it.
+    rejected_only(&gw, &get("/public/..%2fheaders"), 400);
+    rejected_only(&gw, &get("/public/%2E%2E%2Fheaders"), 400);
+    rejected_only(&gw, &get("/public/%zz"), 400);
+}
+
+/// A route's method rule cannot be bypassed by spelling its prefix with escapes: `/%61dmin` is
+/// `/admin`, routed (405 here) and forwarded as such; other escapes are forwarded with
+/// upper-case hex, so a prefix written with them matches either case.
+#[test]
+fn escaped_paths_cannot_bypass_a_route() {
+    let b = backend();
+    let cfg = format!(
+        "workers = 1\nhost_check = \"off\"\n[[listeners]]\naddress = \"127.0.0.1:{}\"\n\
+         [[upstreams]]\nname = \"b\"\nservers = [\"{}\"]\n\
+         [[routes]]\npath_prefix = \"/admin\"\nmethods = [\"GET\"]\nupstream = \"b\"\nstrip_prefix = true\n\
+         [[routes]]\npath_prefix = \"/caf%C3%A9\"\nmethods = [\"GET\"]\nupstream = \"b\"\nstrip_prefix = true\n\
+         [[routes]]\npath_prefix = \"/\"\nupstream = \"b\"\n",
+        free_port(),
+        b.addr
+    );
+    let gw = Gateway::start(&cfg);
+    let mut c = gw.conn();
+    for path in [
+        "/admin/users/1",
+        "/%61dmin/users/1",
+        "/%61%64%6d%69%6e/users/1",
+        "/adm%69n/users/1",
+        "/caf%c3%a9/x",
+    ] {
+        let r = c.request(format!("DELETE {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        assert_eq!(r.status, 405, "{path}: {r:?}");
+    }
+    // Routed by the decoded prefix (stripped here), the rest forwarded decoded too.
+    for path in ["/%61dmin/h%65aders", "/caf%c3%a9/headers"] {
+        let r = c.request(&get(path));
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            r.body_str().starts_with("GET /headers "),
+            "{path}: {}",
+            r.body_str()
+        );
+    }
 }
 
 /// Like `rejected`, for a gateway whose other routes cannot serve the follow-up check.

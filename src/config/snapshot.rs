@@ -247,6 +247,18 @@ impl Snapshot {
                     format!("expected a path starting with '/', got {:?}", r.path_prefix),
                 ));
             }
+            if !crate::http::path::is_normal(&r.path_prefix) {
+                return Err(err(
+                    format!("routes[{i}].path_prefix"),
+                    format!(
+                        "expected a path in normal form, got {:?}: requests are routed after \
+                         their path is normalised (`.` and `..` resolved, slashes merged, \
+                         unreserved escapes decoded, hex in upper case) and without their \
+                         query, so this prefix could never match",
+                        r.path_prefix
+                    ),
+                ));
+            }
             let methods = match &r.methods {
                 None => None,
                 Some(m) if m.is_empty() => {
@@ -465,7 +477,18 @@ fn route_host(h: &str) -> Result<String, String> {
             "expected a host without a port, got {h:?}: {port_note}; write \"{name}\""
         ));
     }
-    Ok(host)
+    if host.contains('*') {
+        return Err(format!(
+            "expected an exact host name, got {h:?}: wildcards are not supported (leave \
+             `host` out to match any host)"
+        ));
+    }
+    // The router ignores a request Host's trailing dot (the root label); so does a route's.
+    match host.strip_suffix('.') {
+        Some("") => Err(format!("expected a host name, got {h:?}")),
+        Some(name) => Ok(name.to_string()),
+        None => Ok(host),
+    }
 }
 
 /// Shared holder of the current snapshot. Workers keep their own `Arc` and only look here when

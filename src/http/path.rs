@@ -1,17 +1,25 @@
-//! Request path normalisation (RFC 3986 §5.2.4 dot-segment removal, plus merged slashes).
+//! Request path normalisation (RFC 3986 §6.2.2: percent-encoding normalised, dot segments
+//! removed as in §5.2.4, plus merged slashes).
 //!
 //! Routes match path prefixes, and later policies will be scoped by route, so the gateway and
 //! the upstream must agree on what path a request names. `/public/../admin` matches a
 //! `/public` route by prefix, yet an upstream that resolves dot segments serves `/admin`;
-//! `//admin` slips past an `/admin` route the same way. The path is therefore normalised
-//! before routing, and the normalised path is what is forwarded. Dot segments spelt with
-//! percent-encoding (`%2e%2e`) are refused rather than decoded: no client needs them, and an
-//! upstream that decodes them late would see a path the gateway never routed.
+//! `//admin` and `/%61dmin` slip past an `/admin` route the same way (an upstream decodes the
+//! escape). The path is therefore normalised before routing, and the normalised path is what is
+//! forwarded:
+//! - escapes of unreserved characters (letters, digits, `-._~`) are decoded, and the hex digits
+//!   of the other escapes upper-cased (§6.2.2.1–2), so `/%61dmin` is `/admin` and `/caf%c3%a9`
+//!   is `/caf%C3%A9`;
+//! - `.` and `..` segments are resolved (never above `/`) and empty segments dropped.
 //!
-//! A target with a fragment (`#`) is refused too: RFC 9112 request targets have none. The
-//! query is kept as sent. A normalised path is never longer than the original, so the
-//! work is done in place in the request buffer; paths that need none (nearly all) are found by
-//! one pass over the path that leaves them untouched.
+//! Refused with a 400, as no client needs them and an upstream that decodes late would see a
+//! path the gateway never routed: a malformed escape, a dot segment spelt with escapes
+//! (`%2e%2e`), a dot segment hidden behind an encoded slash or backslash (`..%2f`, `%5c..`),
+//! and a fragment (`#`: RFC 9112 request targets have none). The query is kept as sent.
+//!
+//! A normalised path is never longer than the original, so the work is done in place in the
+//! request buffer; paths that need none (nearly all) are found by one pass over the path that
+//! leaves them untouched.
 
 /// Normalises the path of `target` (path and query, origin-form) in place and returns the
 /// target's new length. Targets that do not start with '/' (`*`) are left alone.
@@ -28,11 +36,17 @@ pub fn normalize(target: &mut [u8]) -> Result<usize, &'static str> {
     Ok(clean.len() + query_len)
 }
 
-/// One pass over the path: where it ends (at `?`), and whether any slash is followed by
-/// another slash, a dot or a percent sign (only then can a segment be empty, a dot segment or
-/// an encoded one). A fragment (`#`, anywhere) is refused: RFC 9112 request targets have none,
-/// and RFC 9110 §7.1 keeps fragments on the client. A byte loop, not memchr: paths are short,
-/// and this runs on every request.
+/// Whether `path` (no query) is already in normal form: what a route's `path_prefix` must be,
+/// since requests are matched after normalisation.
+pub fn is_normal(path: &str) -> bool {
+    let mut b = path.as_bytes().to_vec();
+    !path.contains(['?', '#']) && normalize(&mut b).is_ok_and(|n| b[..n] == *path.as_bytes())
+}
+
+/// One pass over the path: where it ends (at `?`), and whether it may need work: a slash
+/// followed by a slash or a dot (an empty or dot segment), or any escape or backslash. A fragment (`#`,
+/// anywhere) is refused: RFC 9112 request targets have none, and RFC 9110 §7.1 keeps fragments
+/// on the client. A byte loop, not memchr: paths are short, and this runs on every request.
 fn scan(target: &[u8]) -> Result<(usize, bool), &'static str> {
     const FRAGMENT: &str = "fragment in request target";
     let mut work = false;
@@ -42,7 +56,8 @@ fn scan(target: &[u8]) -> Result<(usize, bool), &'static str> {
             b'?' if memchr::memchr(b'#', &target[i..]).is_some() => return Err(FRAGMENT),
             b'?' => return Ok((i, work)),
             b'#' => return Err(FRAGMENT),
-            b'/' | b'.' | b'%' if after_slash => work = true,
+            b'%' | b'\\' => work = true,
+            b'/' | b'.' if after_slash => work = true,
             _ => {}
         }
         after_slash = c == b'/';
@@ -50,15 +65,28 @@ fn scan(target: &[u8]) -> Result<(usize, bool), &'static str> {
     Ok((target.len(), work))
 }
 
-/// The path with empty, `.` and `..` segments resolved (never above the root), keeping a
-/// trailing slash where the last segment was empty or a dot segment.
+/// The path with escapes normalised and empty, `.` and `..` segments resolved (never above the
+/// root), keeping a trailing slash where the last segment was empty or a dot segment.
 fn resolve(path: &[u8]) -> Result<Vec<u8>, &'static str> {
     let mut out: Vec<u8> = Vec::with_capacity(path.len());
     let segments: Vec<&[u8]> = path[1..].split(|&c| c == b'/').collect();
     let last = segments.len() - 1;
-    for (i, seg) in segments.iter().enumerate() {
+    let mut decoded;
+    for (i, raw) in segments.iter().enumerate() {
+        let seg: &[u8] = if raw.iter().any(|&c| c == b'%' || c == b'\\') {
+            decoded = normalize_escapes(raw)?;
+            if raw.contains(&b'%') && dots(&decoded).is_some() {
+                return Err("percent-encoded dot segment in path");
+            }
+            if hides_dot_segment(&decoded) {
+                return Err("encoded slash or backslash beside a dot segment in path");
+            }
+            &decoded
+        } else {
+            raw
+        };
         let dir = i == last; // a dot segment at the end leaves a directory: keep its slash
-        match dots(seg)? {
+        match dots(seg) {
             Some(1) => {}
             Some(_) => {
                 let parent = out.iter().rposition(|&c| c == b'/').unwrap_or(0);
@@ -81,24 +109,64 @@ fn resolve(path: &[u8]) -> Result<Vec<u8>, &'static str> {
     Ok(out)
 }
 
-/// `Some(1)` for `.`, `Some(2)` for `..`, `None` for any other segment; an error for a dot
-/// segment with a percent-encoded dot in it.
-fn dots(seg: &[u8]) -> Result<Option<u8>, &'static str> {
-    if seg == b"." {
-        return Ok(Some(1));
+/// `Some(1)` for `.`, `Some(2)` for `..`, `None` for any other segment.
+fn dots(seg: &[u8]) -> Option<u8> {
+    match seg {
+        b"." => Some(1),
+        b".." => Some(2),
+        _ => None,
     }
-    if seg == b".." {
-        return Ok(Some(2));
+}
+
+/// A segment with its unreserved escapes decoded and the other escapes' hex upper-cased; an
+/// error for a `%` not followed by two hex digits.
+fn normalize_escapes(seg: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let mut out = Vec::with_capacity(seg.len());
+    let mut i = 0;
+    while i < seg.len() {
+        if seg[i] != b'%' {
+            out.push(seg[i]);
+            i += 1;
+            continue;
+        }
+        let hex = |k: usize| seg.get(k).and_then(|&c| (c as char).to_digit(16));
+        let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
+            return Err("malformed percent-encoding in path");
+        };
+        let byte = (hi * 16 + lo) as u8;
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte);
+        } else {
+            out.push(b'%');
+            out.extend_from_slice(&[seg[i + 1], seg[i + 2]].map(|c| c.to_ascii_uppercase()));
+        }
+        i += 3;
     }
-    if seg.len() > 6 || !seg.contains(&b'%') {
-        return Ok(None);
+    Ok(out)
+}
+
+/// True when splitting a (normalised) segment at encoded slashes and backslashes, or a literal
+/// backslash, would give a `.` or `..` piece: an upstream that decodes `%2F` or treats `\` as a
+/// separator would resolve it.
+fn hides_dot_segment(seg: &[u8]) -> bool {
+    let mut pieces = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    while i < seg.len() {
+        let sep = match &seg[i..] {
+            [b'%', b'2', b'F', ..] | [b'%', b'5', b'C', ..] => 3,
+            [b'\\', ..] => 1,
+            _ => 0,
+        };
+        if sep > 0 {
+            pieces.push(&seg[start..i]);
+            i += sep;
+            start = i;
+        } else {
+            i += 1;
+        }
     }
-    let lower = seg.to_ascii_lowercase();
-    let decoded = String::from_utf8_lossy(&lower).replace("%2e", ".");
-    if decoded == "." || decoded == ".." {
-        return Err("percent-encoded dot segment in path");
-    }
-    Ok(None)
+    pieces.push(&seg[start..]);
+    pieces.len() > 1 && pieces.iter().any(|p| dots(p).is_some())
 }
 
 #[cfg(test)]
@@ -121,7 +189,6 @@ mod tests {
             "/a?x=/../y",
             "/a.b/c..d/.e",
             "*",
-            "/%41",
         ] {
             assert_eq!(norm(t).unwrap(), t);
         }
@@ -148,11 +215,65 @@ mod tests {
     }
 
     #[test]
+    fn escapes_are_normalised() {
+        let cases = [
+            ("/%61dmin/users", "/admin/users"),
+            ("/%61%64%6d%69%6e", "/admin"),
+            ("/adm%69n?q=%61", "/admin?q=%61"),
+            ("/caf%c3%a9", "/caf%C3%A9"),
+            ("/a%2fb", "/a%2Fb"),
+            ("/%7euser/%2d%5f", "/~user/-_"),
+            ("/a/%2ex/b", "/a/.x/b"),
+            ("/a/b%2e/c", "/a/b./c"),
+            ("/%00", "/%00"),
+        ];
+        for (t, want) in cases {
+            assert_eq!(norm(t).unwrap(), want, "{t}");
+        }
+        for t in ["/%", "/%4", "/%zz", "/a%g1"] {
+            assert!(norm(t).is_err(), "{t}");
+        }
+    }
+
+    #[test]
+    fn dot_segments_behind_encoded_separators_are_refused() {
+        for t in [
+            "/public/..%2fadmin",
+            "/public/%2e%2e%2fadmin",
+            "/public/..%5cadmin",
+            "/public/x%2F..",
+            "/a/.%2Fb",
+            "/a/..\\b",
+        ] {
+            assert!(norm(t).is_err(), "{t}");
+        }
+        assert_eq!(norm("/a%2F..b").unwrap(), "/a%2F..b");
+        assert_eq!(norm("/group%2fproject/x").unwrap(), "/group%2Fproject/x");
+    }
+
+    #[test]
+    fn normal_form_is_recognised() {
+        for p in ["/", "/api", "/api/", "/caf%C3%A9"] {
+            assert!(super::is_normal(p), "{p}");
+        }
+        for p in [
+            "/a/../b",
+            "//s",
+            "/q?x=1",
+            "/a#b",
+            "/%61",
+            "/caf%c3%a9",
+            "/a/.",
+        ] {
+            assert!(!super::is_normal(p), "{p}");
+        }
+    }
+
+    #[test]
     fn encoded_dot_segments_are_refused() {
         for t in ["/a/%2e%2e/b", "/a/%2E/b", "/a/.%2e", "/a/%2e.?x"] {
             assert!(norm(t).is_err(), "{t}");
         }
-        assert_eq!(norm("/a/%2ex/b").unwrap(), "/a/%2ex/b");
     }
 
     #[test]
