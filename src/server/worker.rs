@@ -172,7 +172,27 @@ async fn reject_busy(mut stream: TcpStream, peer: std::net::SocketAddr, w: Rc<Wo
     if w.log.enabled() {
         w.log.log_unread(&peer.ip().to_string(), 503, body as u64);
     }
-    let _ = with_timeout(Duration::from_secs(1), write_all(&mut stream, out)).await;
+    let _ = with_timeout(Duration::from_secs(1), async {
+        let (r, _) = write_all(&mut stream, out).await;
+        if r.is_err() {
+            return;
+        }
+        // Close in stages (RFC 9112 §9.6): the client's request is still unread, and closing
+        // on it would make the kernel reset the connection and destroy the 503 before the
+        // client reads it. FIN, then read and drop until the client closes (within the second
+        // this answer may take in all).
+        // SAFETY: the fd belongs to `stream`, open for this call.
+        unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR) };
+        let mut buf = Vec::with_capacity(4096);
+        loop {
+            let (r, b) = stream.read(buf).await;
+            buf = b;
+            if !matches!(r, Ok(n) if n > 0) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Every tick: expire client waits past their deadline. Every second: close expired pooled
