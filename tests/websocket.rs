@@ -599,3 +599,33 @@ fn bulk_and_small_messages_alternate_byte_identical(relay: &str) {
     drop(c);
     h.join().unwrap();
 }
+
+/// SIGTERM gives an open tunnel `drain_timeout`, as it gives a request in flight, whatever
+/// else the worker is doing: it keeps relaying, then closes, and the process exits 0.
+#[test]
+fn sigterm_gives_open_tunnels_the_drain_timeout() {
+    let backend = Backend::start(BackendOptions::default()).expect("backend");
+    let mut gw = Gateway::start(&config_with(
+        free_port(),
+        backend.addr,
+        "drain_timeout = \"1500ms\"",
+        "",
+        "",
+    ));
+    let mut ws = connect(gw.addr, "/ws");
+    ws.send(Message::text("before")).unwrap();
+    assert_eq!(next(&mut ws), Message::text("before"));
+    let signalled = Instant::now();
+    gw.sigterm();
+    thread::sleep(Duration::from_millis(500));
+    ws.send(Message::text("during the drain")).unwrap();
+    assert_eq!(next(&mut ws), Message::text("during the drain"));
+    let status = gw.wait_exit(Duration::from_secs(5)).expect("exits");
+    assert!(status.success(), "{status:?}");
+    let took = signalled.elapsed();
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(4),
+        "exit {took:?} after SIGTERM, expected about the 1.5 s drain timeout"
+    );
+    assert!(tcp_closed_within(ws.get_mut(), Duration::from_secs(2)));
+}

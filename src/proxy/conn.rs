@@ -98,6 +98,9 @@ pub fn serve<S: Stream>(
                     }
                 }
             };
+            // An open tunnel is in flight: a drain gives it `drain_timeout` like a request
+            // (nginx's worker_shutdown_timeout, HAProxy's hard-stop-after), whatever else runs.
+            let _busy = Counted::new(&w.in_flight);
             tunnel.await;
             return;
         }
