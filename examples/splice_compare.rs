@@ -137,6 +137,7 @@ fn run(method: &str, len: u64) -> (f64, (f64, f64, usize)) {
                 let t = Deadlines {
                     read: Duration::from_secs(10),
                     write: Duration::from_secs(10),
+                    watch_dest: false,
                 };
                 relay(&pool, &a, &b, len, t).await.result.expect("relay");
             } else {

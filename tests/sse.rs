@@ -144,9 +144,9 @@ fn silent_stream_upstream(
     (addr, rx)
 }
 
-fn client_leaves_after_first_event(head: &'static str, event: &'static str) {
+fn client_leaves_after_first_event(head: &'static str, event: &'static str, relay: &str) {
     let (up, rx) = silent_stream_upstream(head, event);
-    let gw = gateway_to(up, "");
+    let gw = gateway_to(up, &format!("relay = \"{relay}\""));
     let mut c = gw.conn();
     c.send(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n");
     let mut got = Vec::new();
@@ -159,26 +159,42 @@ fn client_leaves_after_first_event(head: &'static str, event: &'static str) {
     let left = Instant::now();
     drop(c);
     rx.recv_timeout(Duration::from_secs(3))
-        .expect("upstream connection still open 3 s after the client left");
+        .unwrap_or_else(|_| panic!("{relay}: upstream still open 3 s after the client left"));
     let took = left.elapsed();
     assert!(
         took < Duration::from_secs(1),
-        "upstream released after {took:?}"
+        "{relay}: upstream released after {took:?}"
     );
 }
 
 #[test]
 fn client_disconnect_releases_upstream_promptly() {
-    // Close-delimited event stream.
-    client_leaves_after_first_event(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n",
-        "data: one\n\n",
-    );
-    // Chunked event stream.
-    client_leaves_after_first_event(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
-        "b\r\ndata: one\n\n\r\n",
-    );
+    for relay in ["auto", "splice", "copy"] {
+        // Close-delimited event stream.
+        client_leaves_after_first_event(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n",
+            "data: one\n\n",
+            relay,
+        );
+        // Chunked event stream.
+        client_leaves_after_first_event(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "b\r\ndata: one\n\n\r\n",
+            relay,
+        );
+        // Bodies long enough to splice: an event stream with a large Content-Length, and a
+        // chunked stream inside one 1 MiB chunk. The spliced wait watches the client too.
+        client_leaves_after_first_event(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 10000000\r\n\r\n",
+            "data: one\n\n",
+            relay,
+        );
+        client_leaves_after_first_event(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "100000\r\ndata: one\n\n",
+            relay,
+        );
+    }
 }
 
 #[test]

@@ -282,6 +282,8 @@ where
             let limits = Deadlines {
                 read: timeout,
                 write: t.client_send,
+                // A stream watches its client while it waits, spliced or copied.
+                watch_dest: watch.is_on(),
             };
             if splice_body(client, up, relay, pipes, f, limits).await? {
                 continue;

@@ -170,6 +170,7 @@ async fn splice_rest<C: AsStream, U: AsStream>(
     let t = Deadlines {
         read: plan.read_timeout,
         write: plan.write_timeout,
+        watch_dest: false,
     };
     let out = splice::relay(pipes, client.as_stream(), up.as_stream(), body.remaining, t).await;
     body.remaining -= out.delivered;

@@ -15,9 +15,12 @@
 
 use std::io;
 use std::os::fd::RawFd;
+use std::pin::pin;
 use std::time::Duration;
 
 use crate::net::{with_timeout, Stream};
+
+use super::stream::{peek, Peer};
 
 use super::pipes::{Pipe, PipePool};
 use super::tunnel::Activity;
@@ -50,6 +53,9 @@ impl Fail {
 pub struct Deadlines {
     pub read: Duration,
     pub write: Duration,
+    /// While waiting for the source, watch the destination (a client receiving a stream) and
+    /// fail the relay as soon as it goes away, as the copy path does (see `relay::stream`).
+    pub watch_dest: bool,
 }
 
 /// What a relay did: bytes delivered to the destination, and how it ended.
@@ -202,6 +208,7 @@ impl Relay<'_> {
         t: Deadlines,
     ) -> Result<(), Fail> {
         let mut eof = false;
+        let mut watch = t.watch_dest.then(|| dst.splice_fd()).flatten();
         loop {
             let moved = self.turn(&mut eof)?;
             if self.left == 0 && self.pipe.len == 0 {
@@ -214,7 +221,13 @@ impl Relay<'_> {
                 continue;
             }
             let dur = if self.pipe.len > 0 { t.write } else { t.read };
-            match self.wait_side(src, dst, Some(dur)).await {
+            let waited = match (self.blocked_on(), watch) {
+                (Side::Source, Some(fd)) => {
+                    wait_source_watching(src, dst, fd, dur, &mut watch).await
+                }
+                _ => self.wait_side(src, dst, Some(dur)).await,
+            };
+            match waited {
                 Waited::Ready => {}
                 Waited::Timeout(side) => return Err(side.timeout()),
                 Waited::Error(side) => return Err(side.error()),
@@ -287,11 +300,7 @@ impl Relay<'_> {
             (Side::Dest, None) => Some(dst.wait_writable().await),
             (Side::Source, None) => Some(src.wait_readable().await),
         };
-        match r {
-            Some(Ok(())) => Waited::Ready,
-            Some(Err(_)) => Waited::Error(side),
-            None => Waited::Timeout(side),
-        }
+        waited(side, r)
     }
 
     /// Source → pipe, never past the body's end nor the pipe's free room.
@@ -364,6 +373,41 @@ enum Waited {
     Ready,
     Timeout(Side),
     Error(Side),
+}
+
+/// A readiness wait's outcome (`None`: it timed out).
+fn waited(side: Side, r: Option<io::Result<()>>) -> Waited {
+    match r {
+        Some(Ok(())) => Waited::Ready,
+        Some(Err(_)) => Waited::Error(side),
+        None => Waited::Timeout(side),
+    }
+}
+
+/// Waits up to `dur` for the source while watching the destination client (`fd`): a client
+/// that left fails the wait as a destination error at once; one that sent bytes (a pipelined
+/// request) is not watched any more (`watch` cleared), as in `relay::stream`.
+async fn wait_source_watching<S: Stream, D: Stream>(
+    src: &S,
+    dst: &D,
+    fd: RawFd,
+    dur: Duration,
+    watch: &mut Option<RawFd>,
+) -> Waited {
+    let mut wait = pin!(with_timeout(dur, src.wait_readable()));
+    loop {
+        if watch.is_none() {
+            return waited(Side::Source, wait.await);
+        }
+        monoio::select! {
+            r = &mut wait => return waited(Side::Source, r),
+            ready = dst.wait_readable() => match ready.map_or(Peer::Gone, |()| peek(fd)) {
+                Peer::Gone => return Waited::Error(Side::Dest),
+                Peer::Data => *watch = None,
+                Peer::Spurious => {}
+            },
+        }
+    }
 }
 
 /// Errors that mean "this kernel or socket type cannot splice", not "the peer failed".

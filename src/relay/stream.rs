@@ -11,7 +11,9 @@
 //! this response (a readable socket would wake us in a loop). As in nginx, a client that
 //! half-closes (shuts down its sending side) after its request counts as gone for streams.
 //! Streams without a raw socket (`Stream::splice_fd` is `None`, e.g. TLS later) are not
-//! watched; they notice the client on the next write as before.
+//! watched; they notice the client on the next write as before. Stretches of a stream that
+//! are spliced (long chunks, event streams with a length) watch the client the same way while
+//! they wait for the upstream (`relay::splice`, `Deadlines::watch_dest`).
 //!
 //! Idle streams park no buffer: with `quiet` (event streams always; other streams after a
 //! wait longer than a second, decided by the caller) the read buffer is freed and the wait is
@@ -56,6 +58,11 @@ impl Watch {
     /// A watch that never fires (bodies with a length, or no raw socket).
     pub fn off() -> Watch {
         Watch { fd: None }
+    }
+
+    /// Whether the client is (still) watched.
+    pub fn is_on(&self) -> bool {
+        self.fd.is_some()
     }
 }
 
@@ -123,14 +130,14 @@ fn finish(r: Option<(io::Result<usize>, Vec<u8>)>) -> (StreamRead, Vec<u8>) {
     }
 }
 
-enum Peer {
+pub(super) enum Peer {
     Gone,
     Data,
     Spurious,
 }
 
 /// Looks at the client socket without consuming: EOF/reset vs. pipelined bytes.
-fn peek(fd: RawFd) -> Peer {
+pub(super) fn peek(fd: RawFd) -> Peer {
     let mut byte = 0u8;
     // SAFETY: a valid 1-byte buffer; MSG_PEEK leaves the socket's data in place.
     let n = unsafe {
