@@ -629,3 +629,46 @@ fn sigterm_gives_open_tunnels_the_drain_timeout() {
     );
     assert!(tcp_closed_within(ws.get_mut(), Duration::from_secs(2)));
 }
+
+/// A tunnel's access-log line is written when it ends, with the bytes it carried to the client
+/// and its whole lifetime (not just the 101).
+#[test]
+fn tunnel_access_log_line_records_the_tunnel() {
+    let (up, h) = raw_upgrade_upstream(|mut s| {
+        thread::sleep(Duration::from_millis(300));
+        s.write_all(&vec![b'z'; 100_000]).unwrap();
+        thread::sleep(Duration::from_millis(300));
+    });
+    let dir = common::temp_dir("tunnel-log");
+    let log = dir.join("access.log");
+    let top = format!("[access_log]\nenabled = true\npath = \"{}\"", log.display());
+    let mut gw = Gateway::start(&config_with(free_port(), up, &top, "", ""));
+    let mut c = raw_upgrade_client(&gw);
+    assert_eq!(read_exact_buffered(&mut c, 100_005).len(), 100_005);
+    // The upstream's close reaches the client as a half-close; the client closes its side.
+    assert!(tcp_closed_within(&mut c.stream, Duration::from_secs(3)));
+    drop(c);
+    h.join().unwrap();
+    thread::sleep(Duration::from_millis(100));
+    gw.sigterm();
+    assert!(gw
+        .wait_exit(Duration::from_secs(5))
+        .is_some_and(|s| s.success()));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"GET /t\" 101 "))
+        .expect(&text);
+    let fields: Vec<&str> = line.split(' ').collect();
+    let status_at = fields.iter().position(|f| *f == "101").unwrap();
+    let bytes: u64 = fields[status_at + 1].parse().unwrap();
+    let micros: u64 = fields
+        .last()
+        .unwrap()
+        .trim_end_matches("us")
+        .parse()
+        .unwrap();
+    assert!(bytes >= 100_005, "{line}");
+    assert!(micros >= 550_000, "the tunnel lived ~600 ms: {line}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::accesslog::Entry;
 use crate::config::{LimitsSpec, RelayMode};
 use crate::http::head::{normalize_target, HeadLimits};
 use crate::http::parse_request;
@@ -73,7 +74,7 @@ pub fn serve<S: Stream>(
             }
             // A block, so `next` (which holds an upstream connection) is gone before the
             // tunnel is awaited and never takes room in this future's state.
-            let tunnel = {
+            let (tunnel, log) = {
                 let b = bufs.as_mut().expect("next_head leaves buffers in place");
                 let in_flight = Counted::new(&w.in_flight);
                 // Boxed so the connection future stays small while it sits idle.
@@ -92,16 +93,27 @@ pub fn serve<S: Stream>(
                         }
                         break;
                     }
-                    Next::Upgrade(up, idle, relay) => {
+                    Next::Upgrade(up, idle, relay, log) => {
                         let b = bufs.take().expect("buffers");
-                        tunnel_from(client, up, b, idle, relay, &w)
+                        (tunnel_from(client, up, b, idle, relay, &w), log)
                     }
                 }
             };
             // An open tunnel is in flight: a drain gives it `drain_timeout` like a request
             // (nginx's worker_shutdown_timeout, HAProxy's hard-stop-after), whatever else runs.
             let _busy = Counted::new(&w.in_flight);
-            tunnel.await;
+            let carried = tunnel.await;
+            if let Some(l) = log {
+                w.log.log(&Entry {
+                    client: &info.peer_ip,
+                    method: &l.method,
+                    target: &l.target,
+                    status: 101,
+                    bytes: l.bytes + carried.to_client,
+                    upstream: l.upstream,
+                    duration: l.start.elapsed(),
+                });
+            }
             return;
         }
         if let Some(b) = bufs {
@@ -199,7 +211,7 @@ fn tunnel_from<S: Stream>(
     idle: Duration,
     relay: RelayMode,
     w: &Rc<WorkerState>,
-) -> Pin<Box<impl Future + '_>> {
+) -> Pin<Box<impl Future<Output = tunnel::Tunneled> + '_>> {
     // Copied out so the 64 KiB buffer goes back to the pool with the rest.
     let pending_up = b.ubuf.to_vec();
     b.ubuf.clear();

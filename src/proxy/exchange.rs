@@ -42,8 +42,20 @@ pub enum Next {
     Close,
     /// 101 Switching Protocols: the connection becomes a tunnel to this upstream connection;
     /// bytes the upstream sent after its head are in `Buffers::ubuf`. Carries the route's
-    /// tunnel idle timeout and whether the route allows splicing the tunnel.
-    Upgrade(UpConn, Duration, RelayMode),
+    /// tunnel idle timeout, the route's relay mode, and (with the access log on) the line to
+    /// write when the tunnel ends.
+    Upgrade(UpConn, Duration, RelayMode, Option<Box<TunnelLog>>),
+}
+
+/// The access-log line of an upgraded exchange, written when its tunnel ends: a tunnel's line
+/// records what it carried and how long it lived, not just its 101.
+pub struct TunnelLog {
+    pub method: Vec<u8>,
+    pub target: Vec<u8>,
+    pub upstream: Option<SocketAddr>,
+    pub start: Instant,
+    /// Bytes of the 101's body already sent (none, normally).
+    pub bytes: u64,
 }
 
 /// What the access log records of an exchange.
@@ -67,7 +79,7 @@ pub async fn exchange<S: Stream>(
         bytes: 0,
         upstream: None,
     };
-    let next = forward(client, b, info, g, w, &mut facts).await;
+    let mut next = forward(client, b, info, g, w, &mut facts).await;
     if w.log.enabled() {
         // The head is normally still in `cbuf`; an upload abandoned mid-read (the response
         // finished first) took the buffer with it, and the line then says "-".
@@ -75,15 +87,26 @@ pub async fn exchange<S: Stream>(
             Some(m) if b.req.target.try_get(&b.cbuf).is_some() => (m, b.req.path(&b.cbuf)),
             _ => (&b"-"[..], &b"-"[..]),
         };
-        w.log.log(&Entry {
-            client: &info.peer_ip,
-            method,
-            target,
-            status: facts.status,
-            bytes: facts.bytes,
-            upstream: facts.upstream,
-            duration: start.map_or(Duration::ZERO, |s| s.elapsed()),
-        });
+        match (&mut next, start) {
+            (Next::Upgrade(.., log), Some(start)) => {
+                *log = Some(Box::new(TunnelLog {
+                    method: method.to_vec(),
+                    target: target.to_vec(),
+                    upstream: facts.upstream,
+                    start,
+                    bytes: facts.bytes,
+                }));
+            }
+            _ => w.log.log(&Entry {
+                client: &info.peer_ip,
+                method,
+                target,
+                status: facts.status,
+                bytes: facts.bytes,
+                upstream: facts.upstream,
+                duration: start.map_or(Duration::ZERO, |s| s.elapsed()),
+            }),
+        }
     }
     next
 }
@@ -527,7 +550,7 @@ async fn upgrade<S: Stream>(
     }
     b.ubuf.drain(..b.resp.head_len);
     // A tunnel's bytes are not read by any policy yet: the route's relay mode applies as is.
-    Next::Upgrade(conn, route.tunnel_idle_timeout, route.relay)
+    Next::Upgrade(conn, route.tunnel_idle_timeout, route.relay, None)
 }
 
 /// Whether a route's bodies may bypass user space. `auto` splices because no policy reads

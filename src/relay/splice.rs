@@ -13,6 +13,7 @@
 //! side stops the relay from reading instead of making it buffer. A pump runs to the source's
 //! EOF, so `left` is unbounded there.
 
+use std::cell::Cell;
 use std::io;
 use std::os::fd::RawFd;
 use std::pin::pin;
@@ -107,13 +108,15 @@ pub enum PumpEnd {
 
 /// Moves bytes from `src` to `dst` until the source's EOF: one direction of a tunnel. Every
 /// byte moved touches `clock`, the idle limit both directions share (its expiry shuts both
-/// sockets down, which ends the waits here without a timer).
+/// sockets down, which ends the waits here without a timer); bytes delivered are added to
+/// `moved`.
 pub async fn pump<S: Stream, D: Stream>(
     pool: &PipePool,
     src: &S,
     dst: &D,
     clock: &Activity<'_>,
     until_quiet: bool,
+    moved: &Cell<u64>,
 ) -> PumpEnd {
     let Some((src_fd, dst_fd, mut pipe)) = open(pool, src, dst) else {
         return PumpEnd::Unsupported;
@@ -128,6 +131,7 @@ pub async fn pump<S: Stream, D: Stream>(
             pipe: &mut pipe,
         };
         let burst = r.pump(src, dst, clock).await;
+        moved.set(moved.get() + r.delivered);
         close(pool, pipe, burst == Burst::End(PumpEnd::Unsupported));
         if let Burst::End(end) = burst {
             return end;

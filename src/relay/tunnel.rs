@@ -24,6 +24,7 @@
 //! `copy` never does; a kernel that refuses splice falls back to copy. The end-of-tunnel rules
 //! are the same for both movers.
 
+use std::cell::Cell;
 use std::pin::pin;
 use std::time::Duration;
 
@@ -114,6 +115,13 @@ impl<'p> TunnelRelay<'p> {
 /// bulk data: with `TunnelRelay::Adaptive` it splices until its source goes quiet.
 const BULK_READ: usize = 16 * 1024;
 
+/// How a tunnel ended, and what it carried (for its access-log line).
+pub struct Tunneled {
+    pub ends: (End, End),
+    pub to_upstream: u64,
+    pub to_client: u64,
+}
+
 /// Relays until both directions ended (or one failed / idled). `to_upstream` and `to_client`
 /// are bytes already read from each side (after the request / response heads).
 pub async fn run<C: Stream, U: Stream>(
@@ -124,20 +132,39 @@ pub async fn run<C: Stream, U: Stream>(
     idle: Duration,
     relay: TunnelRelay<'_>,
     deadlines: &SocketDeadlines,
-) -> (End, End) {
+) -> Tunneled {
     // Declared after the sockets, so it deregisters them before they close.
     let act = Activity::new(deadlines, [client.socket_fd(), upstream.socket_fd()], idle);
     let (mut cr, mut cw) = halves(&mut client);
     let (mut ur, mut uw) = halves(&mut upstream);
-    let mut a = pin!(direction(&mut cr, &mut uw, to_upstream, &act, relay));
-    let mut b = pin!(direction(&mut ur, &mut cw, to_client, &act, relay));
+    let (up_bytes, client_bytes) = (Cell::new(0), Cell::new(0));
+    let mut a = pin!(direction(
+        &mut cr,
+        &mut uw,
+        to_upstream,
+        &act,
+        relay,
+        &up_bytes
+    ));
+    let mut b = pin!(direction(
+        &mut ur,
+        &mut cw,
+        to_client,
+        &act,
+        relay,
+        &client_bytes
+    ));
     // A clean end of one direction waits for the other; an error or idle timeout ends both.
     let ends = monoio::select! {
         ea = &mut a => if ea == End::Eof { (ea, b.await) } else { (ea, End::Error) },
         eb = &mut b => if eb == End::Eof { (a.await, eb) } else { (End::Error, eb) },
     };
     // The sockets drop (and close) when this returns.
-    ends
+    Tunneled {
+        ends,
+        to_upstream: up_bytes.get(),
+        to_client: client_bytes.get(),
+    }
 }
 
 /// One direction, by the tunnel's relay mode. Pending bytes always go by copy.
@@ -147,25 +174,28 @@ async fn direction<R, W>(
     pending: Vec<u8>,
     act: &Activity<'_>,
     relay: TunnelRelay<'_>,
+    moved: &Cell<u64>,
 ) -> End
 where
     R: AsyncReadRent + AsStream,
     W: AsyncWriteRent + AsStream,
 {
     let (pool, until_quiet) = match relay {
-        TunnelRelay::Copy => return copy(r, w, pending, act, None).await.end(),
+        TunnelRelay::Copy => return copy(r, w, pending, act, None, moved).await.end(),
         TunnelRelay::Splice(pool) => {
             if !pending.is_empty() {
+                let n = pending.len() as u64;
                 let (res, _) = write_all(w, pending).await;
                 if res.is_err() {
                     return act.end(End::Error);
                 }
+                moved.set(moved.get() + n);
                 act.touch();
             }
             (pool, false)
         }
         TunnelRelay::Adaptive(pool) => {
-            match copy(r, w, pending, act, Some(BULK_READ)).await {
+            match copy(r, w, pending, act, Some(BULK_READ), moved).await {
                 Copied::End(end) => return end,
                 Copied::Bulk => {}
             }
@@ -173,16 +203,16 @@ where
         }
     };
     loop {
-        match splice::pump(pool, r.as_stream(), w.as_stream(), act, until_quiet).await {
+        match splice::pump(pool, r.as_stream(), w.as_stream(), act, until_quiet, moved).await {
             PumpEnd::Eof if act.expired() => return End::Idle,
             PumpEnd::Eof => {
                 let _ = w.shutdown().await;
                 return End::Eof;
             }
             PumpEnd::Error => return act.end(End::Error),
-            PumpEnd::Unsupported => return copy(r, w, Vec::new(), act, None).await.end(),
+            PumpEnd::Unsupported => return copy(r, w, Vec::new(), act, None, moved).await.end(),
             // The bulk is through: back to copying (with a small buffer again) until the next.
-            PumpEnd::Quiet => match copy(r, w, Vec::new(), act, Some(BULK_READ)).await {
+            PumpEnd::Quiet => match copy(r, w, Vec::new(), act, Some(BULK_READ), moved).await {
                 Copied::End(end) => return end,
                 Copied::Bulk => {}
             },
@@ -214,6 +244,7 @@ async fn copy<R, W>(
     pending: Vec<u8>,
     act: &Activity<'_>,
     bulk: Option<usize>,
+    moved: &Cell<u64>,
 ) -> Copied
 where
     R: AsyncReadRent,
@@ -222,10 +253,12 @@ where
     let mut buf = pending;
     buf.reserve(TUNNEL_BUF_START);
     if !buf.is_empty() {
+        let n = buf.len() as u64;
         let (res, b) = write_all(w, buf).await;
         if res.is_err() {
             return Copied::End(act.end(End::Error));
         }
+        moved.set(moved.get() + n);
         buf = b;
     }
     loop {
@@ -240,6 +273,7 @@ where
                 if res.is_err() {
                     return Copied::End(act.end(End::Error));
                 }
+                moved.set(moved.get() + n as u64);
                 act.touch();
                 if bulk.is_some_and(|min| n >= min) {
                     return Copied::Bulk;
