@@ -28,17 +28,18 @@ impl Sink {
     /// log rotation moved the file away). `dup2` swaps the file under the descriptor every
     /// worker already writes to, so no worker needs telling and nothing is locked; a batch
     /// being written at that moment lands whole in one file or the other.
-    pub fn reopen(&self) -> std::io::Result<()> {
+    /// `Ok(false)`: the log goes to standard output, nothing to reopen.
+    pub fn reopen(&self) -> std::io::Result<bool> {
         use std::os::fd::AsRawFd;
         let Sink::File { file, path } = self else {
-            return Ok(());
+            return Ok(false);
         };
         let fresh = open_append(path)?;
         // SAFETY: both descriptors are open; dup2 replaces `file`'s atomically.
         if unsafe { libc::dup2(fresh.as_raw_fd(), file.as_raw_fd()) } < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(())
+        Ok(true)
     }
 
     fn write(&self, bytes: &[u8]) {

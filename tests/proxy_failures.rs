@@ -112,7 +112,8 @@ fn method_not_allowed_is_405_with_allow() {
 
 #[test]
 fn refused_upstream_is_502_quickly() {
-    let gw = gateway_for(closed_port_addr(), "");
+    let refused = closed_port_addr();
+    let gw = gateway_for(refused, "[access_log]\nenabled = true\npath = \"-\"");
     let mut c = gw.conn();
     let started = Instant::now();
     let r = c.request(&get("/"));
@@ -124,6 +125,14 @@ fn refused_upstream_is_502_quickly() {
     );
     // The client connection survives a 502 for a bodiless request.
     json_error(&c.request(&get("/")), 502);
+    // The access log names the server that refused (flushed within a second).
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        gw.log()
+            .contains(&format!("\" 502 {} {refused} ", r.body.len())),
+        "{}",
+        gw.log()
+    );
 }
 
 /// `GET path` on `c` is answered 504 once a 300 ms timeout has run out (not before, nor

@@ -229,11 +229,14 @@ async fn forward<S: Stream>(
                 attempt -= 1;
                 continue;
             }
-            Err(ConnectError::Failed(_, _)) => {
-                return reply(client, b, f, 502, "upstream unavailable", false).await
+            // The log names the server that failed last.
+            Err(ConnectError::Failed(addr, _)) => {
+                f.upstream = Some(addr);
+                return reply(client, b, f, 502, "upstream unavailable", false).await;
             }
-            Err(ConnectError::Timeout(_)) => {
-                return reply(client, b, f, 504, "upstream connect timeout", false).await
+            Err(ConnectError::Timeout(addr)) => {
+                f.upstream = Some(addr);
+                return reply(client, b, f, 504, "upstream connect timeout", false).await;
             }
         };
         f.upstream = Some(conn.addr);

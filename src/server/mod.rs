@@ -140,8 +140,8 @@ fn wait_for_stop(
             Ok(Signal::SIGHUP) => reload(handle, path),
             // Log rotation: the access log is reopened at its configured path.
             Ok(Signal::SIGUSR1) => match sink.map(Sink::reopen) {
-                None => tracing::info!("SIGUSR1: no access log file to reopen"),
-                Some(Ok(())) => tracing::info!("access log reopened"),
+                None | Some(Ok(false)) => tracing::info!("SIGUSR1: no access log file to reopen"),
+                Some(Ok(true)) => tracing::info!("access log reopened"),
                 Some(Err(e)) => {
                     tracing::error!(error = %e, "cannot reopen the access log; still writing to the old file")
                 }
