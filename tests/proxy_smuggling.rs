@@ -428,6 +428,21 @@ fn escaped_paths_cannot_bypass_a_route() {
         let r = c.request(format!("DELETE {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
         assert_eq!(r.status, 405, "{path}: {r:?}");
     }
+    // An encoded slash or a backslash that would move the request to another route if an
+    // upstream decoded it is refused; one that stays within its route is forwarded as sent.
+    for path in ["/admin%2Fusers", "/admin%5cusers", "/admin\\users"] {
+        let r = gw
+            .conn()
+            .request(format!("DELETE {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        assert_eq!(r.status, 400, "{path}: {r:?}");
+    }
+    let r = c.request(&get("/files/a%2fb"));
+    assert_eq!(r.status, 200, "{r:?}");
+    // Raw non-ASCII in a path would route apart from its escaped spelling: 400.
+    let r = gw
+        .conn()
+        .request(b"DELETE /caf\xc3\xa9/x HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 400, "{r:?}");
     // Routed by the decoded prefix (stripped here), the rest forwarded decoded too.
     for path in ["/%61dmin/h%65aders", "/caf%c3%a9/headers"] {
         let r = c.request(&get(path));

@@ -15,7 +15,8 @@
 //! Refused with a 400, as no client needs them and an upstream that decodes late would see a
 //! path the gateway never routed: a malformed escape, a dot segment spelt with escapes
 //! (`%2e%2e`), a dot segment hidden behind an encoded slash or backslash (`..%2f`, `%5c..`),
-//! and a fragment (`#`: RFC 9112 request targets have none). The query is kept as sent.
+//! a raw non-ASCII byte in the path (`/café` would route apart from `/caf%C3%A9`), and a
+//! fragment (`#`: RFC 9112 request targets have none). The query is kept as sent.
 //!
 //! A normalised path is never longer than the original, so the work is done in place in the
 //! request buffer; paths that need none (nearly all) are found by one pass over the path that
@@ -40,7 +41,12 @@ pub fn normalize(target: &mut [u8]) -> Result<usize, &'static str> {
 /// since requests are matched after normalisation.
 pub fn is_normal(path: &str) -> bool {
     let mut b = path.as_bytes().to_vec();
-    !path.contains(['?', '#']) && normalize(&mut b).is_ok_and(|n| b[..n] == *path.as_bytes())
+    path.bytes().all(is_path_byte) && normalize(&mut b).is_ok_and(|n| b[..n] == *path.as_bytes())
+}
+
+/// Bytes a path may hold (RFC 3986 `pchar` and `/`): no spaces, controls, non-ASCII, `?`, `#`.
+fn is_path_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@%/".contains(&c)
 }
 
 /// One pass over the path: where it ends (at `?`), and whether it may need work: a slash
@@ -57,6 +63,9 @@ fn scan(target: &[u8]) -> Result<(usize, bool), &'static str> {
             b'?' => return Ok((i, work)),
             b'#' => return Err(FRAGMENT),
             b'%' | b'\\' => work = true,
+            // Raw non-ASCII: not a URI (RFC 3986 §2), and an upstream decoding `%C3%A9` would
+            // see the same path as one taking `é` raw, which would route apart.
+            0x80.. => return Err("non-ASCII byte in request path (percent-encode it)"),
             b'/' | b'.' if after_slash => work = true,
             _ => {}
         }
@@ -230,9 +239,11 @@ mod tests {
         for (t, want) in cases {
             assert_eq!(norm(t).unwrap(), want, "{t}");
         }
-        for t in ["/%", "/%4", "/%zz", "/a%g1"] {
+        for t in ["/%", "/%4", "/%zz", "/a%g1", "/caf\u{e9}", "/\u{e9}?q"] {
             assert!(norm(t).is_err(), "{t}");
         }
+        // The query is passed as sent.
+        assert_eq!(norm("/a?caf\u{e9}").unwrap(), "/a?caf\u{e9}");
     }
 
     #[test]

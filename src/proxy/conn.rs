@@ -190,7 +190,9 @@ async fn linger<S: Stream>(client: &mut S, bufs: &mut Option<Box<Buffers>>, w: &
     let until = w.waits.now() + LINGER_TOTAL;
     while w.waits.now() < until {
         b.cbuf.clear();
-        let deadline = w.waits.register(fd, LINGER_IDLE);
+        // Each wait ends at the idle limit or the total, whichever comes first.
+        let left = until.saturating_duration_since(w.waits.now());
+        let deadline = w.waits.register(fd, LINGER_IDLE.min(left));
         let (r, buf) = read_append(client, take(&mut b.cbuf)).await;
         b.cbuf = buf;
         if deadline.expired() || !matches!(r, Ok(n) if n > 0) {

@@ -176,6 +176,10 @@ async fn forward<S: Stream>(
     {
         Ok(i) => i,
         Err(Miss::NotFound) => return reply(client, b, f, 404, "no route", false).await,
+        Err(Miss::AmbiguousPath) => {
+            let why = "encoded slash or backslash in the path would select another route";
+            return reply(client, b, f, 400, why, true).await;
+        }
         Err(Miss::MethodNotAllowed(i)) => {
             // RFC 9110 §15.5.6: a 405 lists the methods the resource allows.
             let allow = format!("allow: {}\r\n", g.router.allowed(i));

@@ -10,6 +10,9 @@ pub enum Miss {
     /// The path matches but the method is not allowed there: 405 (the route's index, for
     /// the `Allow` field the answer must carry).
     MethodNotAllowed(usize),
+    /// The path has an encoded slash or a backslash, and reading it as `/` would choose
+    /// another route: an upstream that decodes it would serve what another route guards (400).
+    AmbiguousPath,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +45,25 @@ impl Router {
     pub fn find(&self, host: &[u8], target: &[u8], method: &[u8]) -> Result<usize, Miss> {
         let host = strip_port(host);
         let path = path_of(target);
+        let best = self.best(host, path);
+        // Escapes are upper-case after normalisation; a path without `%2F`, `%5C` or `\`
+        // (nearly all) is routed once.
+        if path.iter().any(|&c| c == b'%' || c == b'\\') {
+            let slashes = separators_as_slashes(path);
+            if slashes != path && self.best(host, &slashes) != best {
+                return Err(Miss::AmbiguousPath);
+            }
+        }
+        let i = best.ok_or(Miss::NotFound)?;
+        match &self.routes[i].methods {
+            Some(m) if !m.iter().any(|x| allows(x, method)) => Err(Miss::MethodNotAllowed(i)),
+            _ => Ok(i),
+        }
+    }
+
+    /// The route for `host` (port stripped) and `path`: a host match first, then the longest
+    /// prefix.
+    fn best(&self, host: &[u8], path: &[u8]) -> Option<usize> {
         let mut best: Option<(usize, (bool, usize))> = None;
         for (i, r) in self.routes.iter().enumerate() {
             let host_ok = r
@@ -56,11 +78,35 @@ impl Router {
                 best = Some((i, rank));
             }
         }
-        let (i, _) = best.ok_or(Miss::NotFound)?;
-        match &self.routes[i].methods {
-            Some(m) if !m.iter().any(|x| allows(x, method)) => Err(Miss::MethodNotAllowed(i)),
-            _ => Ok(i),
+        best.map(|(i, _)| i)
+    }
+}
+
+/// `path` with `%2F`, `%5C` and `\\` read as `/` (what an upstream that decodes them sees).
+fn separators_as_slashes(path: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let mut out = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        match &path[i..] {
+            [b'%', b'2', b'F', ..] | [b'%', b'5', b'C', ..] => {
+                out.push(b'/');
+                i += 3;
+            }
+            [b'\\', ..] => {
+                out.push(b'/');
+                i += 1;
+            }
+            [c, ..] => {
+                out.push(*c);
+                i += 1;
+            }
+            [] => break,
         }
+    }
+    if out == path {
+        std::borrow::Cow::Borrowed(path)
+    } else {
+        std::borrow::Cow::Owned(out)
     }
 }
 
@@ -170,6 +216,17 @@ upstream = "a"
             "trailing dot"
         );
         assert_eq!(r.find(b"EXAMPLE.com:8080", b"/z", b"GET"), Ok(2));
+    }
+
+    #[test]
+    fn encoded_separators_that_would_change_the_route_are_refused() {
+        let r = router();
+        for path in [&b"/api%2Fv1"[..], b"/api%5Cv1", b"/api\\v1"] {
+            assert_eq!(r.find(b"x", path, b"GET"), Err(Miss::AmbiguousPath));
+        }
+        // Within one route either way: routed as sent.
+        assert_eq!(r.find(b"x", b"/api/a%2Fb", b"GET"), Ok(1));
+        assert_eq!(r.find(b"x", b"/other%2Fapi", b"GET"), Ok(0));
     }
 
     #[test]
