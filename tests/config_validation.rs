@@ -469,7 +469,17 @@ fn unreachable_routes_and_unusable_limits_are_refused() {
 /// supported); a host's trailing dot is dropped, as the router drops a request Host's.
 #[test]
 fn prefixes_and_hosts_that_never_match_are_refused() {
-    for prefix in ["/a/../b", "//s", "/q?x=1", "/%61pi", "/caf%c3%a9", "/a/."] {
+    for prefix in [
+        "/a/../b",
+        "//s",
+        "/q?x=1",
+        "/%61pi",
+        "/caf%c3%a9",
+        "/a/.",
+        "/a b",
+        "/a\tb",
+        "/caf\u{e9}",
+    ] {
         refused(
             &replace(
                 "path_prefix = \"/api\"",
