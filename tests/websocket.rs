@@ -41,9 +41,10 @@ macro_rules! both_relays {
     };
 }
 
-/// Route lines for `relay` plus `extra`.
+/// Route lines for `relay` plus `extra`. The raw test upstreams switch to a protocol named
+/// `raw`, which a route must allow besides WebSocket.
 fn route(relay: &str, extra: &str) -> String {
-    format!("relay = \"{relay}\"\n{extra}")
+    format!("relay = \"{relay}\"\nupgrades = [\"websocket\", \"raw\"]\n{extra}")
 }
 
 fn setup(relay: &str, route_extra: &str) -> (Backend, Gateway) {
@@ -522,7 +523,7 @@ fn tunnel_to_a_peer_that_stops_reading_closes_at_the_idle_timeout(relay: &str) {
         addr,
         "",
         "",
-        &format!("relay = \"{relay}\"\ntunnel_idle_timeout = \"1s\""),
+        &route(relay, "tunnel_idle_timeout = \"1s\""),
     ));
     let mut c = raw_upgrade_client(&gw);
     let started = Instant::now();
@@ -642,7 +643,7 @@ fn tunnel_access_log_line_records_the_tunnel() {
     let dir = common::temp_dir("tunnel-log");
     let log = dir.join("access.log");
     let top = format!("[access_log]\nenabled = true\npath = \"{}\"", log.display());
-    let mut gw = Gateway::start(&config_with(free_port(), up, &top, "", ""));
+    let mut gw = Gateway::start(&config_with(free_port(), up, &top, "", &route("auto", "")));
     let mut c = raw_upgrade_client(&gw);
     assert_eq!(read_exact_buffered(&mut c, 100_005).len(), 100_005);
     // The upstream's close reaches the client as a half-close; the client closes its side.
@@ -671,4 +672,47 @@ fn tunnel_access_log_line_records_the_tunnel() {
     assert!(bytes >= 100_005, "{line}");
     assert!(micros >= 550_000, "the tunnel lived ~600 ms: {line}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Only the protocols a route lists (`upgrades`, default WebSocket) may be switched to: an
+/// `h2c` offer goes upstream as an ordinary request, without Upgrade (a 101 to it would open a
+/// raw tunnel past routing: h2c smuggling), and a 101 to a protocol the client did not offer
+/// is a 502.
+#[test]
+fn only_the_routes_upgrade_protocols_are_passed_on() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let up = common::RawUpstream::start(move |mut c| {
+        while let Some(head) = c.read_head() {
+            let lower = head.to_ascii_lowercase();
+            log.lock().unwrap().push(lower.clone());
+            if lower.contains("upgrade: websocket") {
+                c.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\n");
+                return;
+            }
+            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
+    let h2c = b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n";
+    let gw = Gateway::start(&config_with(free_port(), up.addr, "", "", ""));
+    let r = gw.conn().request(h2c);
+    assert_eq!(r.status, 200, "{r:?}");
+    let head = seen.lock().unwrap().last().cloned().unwrap();
+    assert!(!head.contains("upgrade"), "h2c offer passed on: {head}");
+    // A 101 naming a protocol the client did not offer.
+    let mut c = gw.conn();
+    let r = c.request(b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    assert_eq!(r.status, 502, "{r:?}");
+    // A route that lists h2c passes it on.
+    let gw = Gateway::start(&config_with(
+        free_port(),
+        up.addr,
+        "",
+        "",
+        "upgrades = [\"h2c\"]",
+    ));
+    let r = gw.conn().request(h2c);
+    assert_eq!(r.status, 200, "{r:?}");
+    let head = seen.lock().unwrap().last().cloned().unwrap();
+    assert!(head.contains("upgrade: h2c"), "{head}");
 }

@@ -194,6 +194,9 @@ pub struct Route {
     /// sends nothing for this long is cut; replaces `response_timeout` once the head is in.
     #[serde(default = "defaults::stream_idle_timeout")]
     pub stream_idle_timeout: Duration,
+    /// Protocols a request may switch to (`Upgrade`); any other Upgrade is not forwarded.
+    #[serde(default = "defaults::upgrades")]
+    pub upgrades: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -274,5 +277,10 @@ mod defaults {
     }
     pub fn path_prefix() -> String {
         "/".into()
+    }
+    /// WebSocket only: an `h2c` (or other) upgrade through a gateway would hand the client a
+    /// raw tunnel past every route and policy (h2c smuggling).
+    pub fn upgrades() -> Vec<String> {
+        vec!["websocket".into()]
     }
 }

@@ -76,6 +76,8 @@ pub struct RouteSpec {
     pub tunnel_idle_timeout: Duration,
     /// Per-read limit on a streamed response body, after the head.
     pub stream_idle_timeout: Duration,
+    /// Lower-cased protocol names a request on this route may switch to.
+    pub upgrades: Vec<String>,
 }
 
 impl Snapshot {
@@ -323,6 +325,15 @@ impl Snapshot {
                     ),
                 ));
             }
+            for (j, p) in r.upgrades.iter().enumerate() {
+                let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
+                if p.is_empty() || !p.bytes().all(token) {
+                    return Err(err(
+                        format!("routes[{i}].upgrades[{j}]"),
+                        format!("expected a protocol name such as \"websocket\", got {p:?}"),
+                    ));
+                }
+            }
             let u = &upstreams[upstream];
             routes.push(RouteSpec {
                 name,
@@ -336,6 +347,7 @@ impl Snapshot {
                 relay: r.relay,
                 tunnel_idle_timeout: r.tunnel_idle_timeout.0,
                 stream_idle_timeout: r.stream_idle_timeout.0,
+                upgrades: r.upgrades.iter().map(|p| p.to_ascii_lowercase()).collect(),
             });
         }
 

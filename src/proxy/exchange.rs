@@ -187,6 +187,14 @@ async fn forward<S: Stream>(
         }
     };
     let route = g.router.route(route_i);
+    if let Some(u) = b.req.upgrade {
+        // Only the route's protocols may be switched to; any other offer is not passed on
+        // (the request goes upstream as an ordinary one), so an `h2c` upgrade cannot open a
+        // tunnel past routing and policies.
+        if !upgrade_protocols(u.get(&b.cbuf)).all(|p| allowed_upgrade(route, p)) {
+            b.req.upgrade = None;
+        }
+    }
     let limits = &g.snap.limits;
     if let BodyKind::Length(n) = b.req.body {
         if n > limits.max_body_bytes {
@@ -549,6 +557,10 @@ async fn upgrade<S: Stream>(
         )
         .await;
     }
+    if !switches_to_offered(b) {
+        let why = "101 from upstream switches to a protocol the client did not offer";
+        return reply(client, b, f, 502, why, true).await;
+    }
     build_client_head(b, ClientFraming::None, true);
     let (r, out) = write_all(client, take(&mut b.out)).await;
     b.out = out;
@@ -558,6 +570,35 @@ async fn upgrade<S: Stream>(
     b.ubuf.drain(..b.resp.head_len);
     // A tunnel's bytes are not read by any policy yet: the route's relay mode applies as is.
     Next::Upgrade(conn, route.tunnel_idle_timeout, route.relay, None)
+}
+
+/// The protocol names of an `Upgrade` value (`websocket`, `h2c`; versions after `/` dropped).
+fn upgrade_protocols(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&c| c == b',')
+        .map(|t| t.trim_ascii())
+        .filter(|t| !t.is_empty())
+        .map(|t| t.split(|&c| c == b'/').next().unwrap_or(t))
+}
+
+fn allowed_upgrade(route: &RouteSpec, protocol: &[u8]) -> bool {
+    route
+        .upgrades
+        .iter()
+        .any(|p| protocol.eq_ignore_ascii_case(p.as_bytes()))
+}
+
+/// Whether the 101's `Upgrade` names one of the protocols the request offered.
+fn switches_to_offered(b: &Buffers) -> bool {
+    let Some(offered) = b.req.upgrade.map(|u| u.get(&b.cbuf)) else {
+        return false;
+    };
+    let chosen = b
+        .resp
+        .headers
+        .iter()
+        .find(|h| h.name.get(&b.ubuf).eq_ignore_ascii_case(b"upgrade"))
+        .and_then(|h| upgrade_protocols(h.value.get(&b.ubuf)).next());
+    chosen.is_some_and(|c| upgrade_protocols(offered).any(|o| o.eq_ignore_ascii_case(c)))
 }
 
 /// Whether a route's bodies may bypass user space. `auto` splices because no policy reads
