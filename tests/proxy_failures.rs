@@ -851,3 +851,35 @@ fn early_answers_reach_clients_that_write_their_whole_body_first() {
         }
     }
 }
+
+/// An upstream that takes the request head and then stops reading the body (and never
+/// answers) is a timeout, not a closed connection: 504 about one response timeout after it
+/// stopped taking bytes (the socket's TCP_USER_TIMEOUT gives up on it), in every relay mode.
+#[test]
+fn upstream_that_stops_reading_the_upload_is_504() {
+    let up = RawUpstream::start(|mut c| {
+        if c.read_head().is_some() {
+            std::thread::sleep(Duration::from_secs(4));
+        }
+    });
+    for relay in ["auto", "copy"] {
+        let gw = Gateway::start(&config_with(
+            free_port(),
+            up.addr,
+            "",
+            "response_timeout = \"1s\"",
+            &format!("relay = \"{relay}\""),
+        ));
+        let mut c = gw.conn();
+        let mut req = b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 50000000\r\n\r\n".to_vec();
+        req.extend_from_slice(&vec![b'u'; 50_000_000]);
+        let started = Instant::now();
+        let sender = common::send_in_thread(&c.stream, req);
+        let r = c.read_response();
+        assert_eq!(r.status, 504, "{relay}: {r:?}");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(4), "{relay}: {took:?}");
+        drop(c);
+        let _ = sender.join();
+    }
+}

@@ -31,7 +31,7 @@ use super::response::{
 };
 use super::router::{upstream_target, Miss};
 use super::state::{Buffers, ConnInfo, Generation, WorkerState};
-use super::upload::{upload, RequestBody, SendError, UploadBuf, UploadPlan};
+use super::upload::{upload, upstream_write_error, RequestBody, SendError, UploadBuf, UploadPlan};
 
 /// The 502 message for a response body whose framing broke before any of it was sent.
 const BAD_BODY: &str = "malformed response body";
@@ -258,8 +258,9 @@ async fn forward<S: Stream>(
         match r {
             Ok(()) => {}
             Err(_) if retry => continue,
-            Err(_) => {
-                return reply(client, b, f, 502, "upstream closed the connection", true).await
+            Err(e) => {
+                let e = upstream_write_error(e);
+                return reply(client, b, f, e.status(), e.message(), true).await;
             }
         }
         if !body.complete() {
@@ -436,6 +437,11 @@ async fn duplex<S: Stream>(
         _ if responded.get() => Next::Close,
         (Some(Err(SendError::Client)), _) => Next::Close,
         (Some(Err(e)), None) => reply(client, b, f, e.status(), e.message(), true).await,
+        // The upstream stopped taking the body and its socket timed out: no answer could
+        // follow, and the timeout is the news (504), not the dead connection it left.
+        (Some(Err(e @ SendError::UpstreamTimeout)), Some(Err(HeadFail::Empty | HeadFail::Cut))) => {
+            reply(client, b, f, e.status(), e.message(), true).await
+        }
         (_, Some(Err(HeadFail::Client))) => Next::Close,
         (_, Some(Err(e))) => reply(client, b, f, e.status(), e.message(), true).await,
         (_, None) => Next::Close,

@@ -114,6 +114,8 @@ async fn read_head<U: AsyncReadRent + AsStream>(
         }
         match r {
             Ok(n) if n > 0 => {}
+            // TCP_USER_TIMEOUT gave up on an upstream that stopped taking the request body.
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(HeadFail::Timeout),
             _ if had == 0 => return Err(HeadFail::Empty),
             _ => return Err(HeadFail::Cut),
         }

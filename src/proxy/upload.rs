@@ -34,6 +34,17 @@ pub(super) enum SendError {
     UpstreamTimeout,
 }
 
+/// A failed write to the upstream: a timeout when the socket's TCP_USER_TIMEOUT (the response
+/// timeout) gave up on an upstream that stopped taking bytes — it closed nothing (504, as
+/// nginx and HAProxy answer) — else a broken connection (502).
+pub(super) fn upstream_write_error(e: std::io::Error) -> SendError {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        SendError::UpstreamTimeout
+    } else {
+        SendError::UpstreamIo
+    }
+}
+
 impl SendError {
     pub(super) fn status(self) -> u16 {
         match self {
@@ -150,7 +161,7 @@ where
         *u.cpos += body.consume(&u.cbuf[*u.cpos..], u.out)?;
         let (r, out) = write_all(up, take(u.out)).await;
         *u.out = out;
-        r.map_err(|_| SendError::UpstreamIo)?;
+        r.map_err(upstream_write_error)?;
     }
     Ok(())
 }

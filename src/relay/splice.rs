@@ -234,6 +234,11 @@ impl Relay<'_> {
             match waited {
                 Waited::Ready => {}
                 Waited::Timeout(side) => return Err(side.timeout()),
+                // A socket whose TCP_USER_TIMEOUT gave up reports ETIMEDOUT: the peer stopped
+                // taking bytes (a timeout), it did not close.
+                Waited::Error(Side::Dest) if socket_timed_out(self.dst_fd) => {
+                    return Err(Fail::DestTimeout)
+                }
                 Waited::Error(side) => return Err(side.error()),
             }
         }
@@ -340,6 +345,8 @@ impl Relay<'_> {
                 Ok(Step::Moved)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Step::Blocked),
+            // TCP_USER_TIMEOUT gave up on a destination that stopped taking bytes.
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(Fail::DestTimeout),
             Err(_) => Err(Fail::DestError),
         }
     }
@@ -377,6 +384,23 @@ enum Waited {
     Ready,
     Timeout(Side),
     Error(Side),
+}
+
+/// Whether the socket's pending error is ETIMEDOUT (read with SO_ERROR, which clears it).
+fn socket_timed_out(fd: RawFd) -> bool {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `err` and `len` are valid for getsockopt to write an int into.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    r == 0 && err == libc::ETIMEDOUT
 }
 
 /// A readiness wait's outcome (`None`: it timed out).
