@@ -445,6 +445,18 @@ fn forwarding_headers_added_and_hop_by_hop_removed() {
     );
     assert!(!seen.contains("https"), "{seen}");
     assert_eq!(seen.matches("x-forwarded-proto").count(), 1, "{seen}");
+    // Several X-Forwarded-For lines become one list, the client last: appending to the last
+    // line only would leave an upstream reading the first one with a client-chosen address.
+    let r = c.request(
+        b"GET /headers HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 1.2.3.4\r\nX-Other: x\r\nx-forwarded-for: 5.6.7.8\r\n\r\n",
+    );
+    let seen = r.body_str().to_ascii_lowercase();
+    assert_eq!(seen.matches("x-forwarded-for").count(), 1, "{seen}");
+    assert!(
+        seen.contains("x-forwarded-for: 1.2.3.4, 5.6.7.8, 127.0.0.1\r\n"),
+        "{seen}"
+    );
+    assert!(seen.contains("x-other: x\r\n"), "{seen}");
     // A bodiless POST keeps its `Content-Length: 0` (RFC 9110 §8.6); a GET without one gets none.
     let r = c.request(b"POST /headers HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
     let seen = r.body_str().to_ascii_lowercase();

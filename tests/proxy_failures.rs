@@ -883,3 +883,63 @@ fn upstream_that_stops_reading_the_upload_is_504() {
         let _ = sender.join();
     }
 }
+
+/// ringway's answers to heads it rejects end with their head too when the request is a HEAD
+/// (the first word says so even when the head did not parse).
+#[test]
+fn rejected_head_requests_get_no_body() {
+    let b = backend();
+    let gw = gateway_for(b.addr, "");
+    for raw in [
+        &b"HEAD /a%zz HTTP/1.1\r\nHost: t\r\n\r\n"[..],
+        b"HEAD /a HTTP/1.1\r\nHost: t\r\nExpect: magic\r\n\r\n",
+        b"HEAD /a HTTP/1.1\r\n\r\n",
+    ] {
+        let mut c = gw.conn();
+        c.send(raw);
+        let r = c.read_response_for_head();
+        assert!(r.status >= 400, "{r:?}");
+        assert!(c.is_closed(Duration::from_secs(3)));
+        assert!(
+            c.buffered().is_empty(),
+            "{:?}: body after the head: {:?}",
+            String::from_utf8_lossy(raw),
+            String::from_utf8_lossy(c.buffered())
+        );
+    }
+}
+
+/// RFC 9112 §3.2.4: an absolute-form OPTIONS with an empty path and no query is forwarded as
+/// `OPTIONS *`; `OPTIONS *` itself is routed as `/` and forwarded as sent.
+#[test]
+fn server_wide_options_is_forwarded_as_asterisk() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let up = RawUpstream::start(move |mut c| {
+        while let Some(head) = c.read_head() {
+            log.lock()
+                .unwrap()
+                .push(head.lines().next().unwrap_or("").to_string());
+            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    for (raw, want) in [
+        (
+            &b"OPTIONS http://t HTTP/1.1\r\nHost: t\r\n\r\n"[..],
+            "OPTIONS * HTTP/1.1",
+        ),
+        (
+            b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n",
+            "OPTIONS * HTTP/1.1",
+        ),
+        (
+            b"OPTIONS http://t?x=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+            "OPTIONS /?x=1 HTTP/1.1",
+        ),
+    ] {
+        assert_eq!(c.request(raw).status, 200);
+        assert_eq!(seen.lock().unwrap().last().map(String::as_str), Some(want));
+    }
+}

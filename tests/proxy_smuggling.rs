@@ -430,7 +430,18 @@ fn escaped_paths_cannot_bypass_a_route() {
     }
     // An encoded slash or a backslash that would move the request to another route if an
     // upstream decoded it is refused; one that stays within its route is forwarded as sent.
-    for path in ["/admin%2Fusers", "/admin%5cusers", "/admin\\users"] {
+    for path in [
+        "/admin%2Fusers",
+        "/admin%5cusers",
+        "/admin\\users",
+        "/%2Fadmin",
+        "/%5Cadmin/x",
+        "/\\admin",
+        // `;parameters` (Tomcat, Jetty, Spring drop them; `..;` resolves as `..`).
+        "/admin;x",
+        "/x/..;/admin",
+        "/;/admin",
+    ] {
         let r = gw
             .conn()
             .request(format!("DELETE {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());

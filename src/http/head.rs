@@ -484,7 +484,20 @@ fn classify_request(
             head.forwarded_for = None;
         }
     }
+    if head.forwarded_for.is_some() {
+        // Every X-Forwarded-For line is rewritten as one, the client appended (as nginx's
+        // $proxy_add_x_forwarded_for): appending to one line of several would leave an
+        // upstream that reads the first line trusting a client-chosen address.
+        for h in head.headers.iter_mut().filter(|h| is_forwarded_for(buf, h)) {
+            h.hop = true;
+        }
+    }
     Ok(true)
+}
+
+/// Whether `h` is an `X-Forwarded-For` field.
+pub fn is_forwarded_for(buf: &[u8], h: &HeaderRef) -> bool {
+    h.name.end - h.name.start == 15 && eq(h.name.get(buf), "x-forwarded-for")
 }
 
 /// Parses an upstream response head. `Ok(false)` means more bytes are needed; errors become 502.

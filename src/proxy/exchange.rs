@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::accesslog::Entry;
 use crate::config::{RelayMode, RouteSpec};
+use crate::http::head::is_forwarded_for;
 use crate::http::head::HeaderRef;
 use crate::http::BodyKind;
 use crate::net::{halves, write_all, Stream};
@@ -454,18 +455,29 @@ fn build_upstream_head(b: &mut Buffers, route: &RouteSpec, info: &ConnInfo, serv
     out.clear();
     out.extend_from_slice(req.method.get(buf));
     out.push(b' ');
-    let (lead, rest) = upstream_target(route, req.path(buf));
+    // RFC 9112 §3.2.4: an absolute-form OPTIONS with an empty path and no query is for the
+    // server as a whole, and the last proxy sends it as `*`.
+    let server_wide = req.authority.is_some()
+        && req.target.start == req.target.end
+        && req.method.get(buf) == b"OPTIONS";
+    let (lead, rest) = if server_wide {
+        (&b"*"[..], &b""[..])
+    } else {
+        upstream_target(route, req.path(buf))
+    };
     out.extend_from_slice(lead);
     out.extend_from_slice(rest);
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    copy_fields(out, buf, &req.headers, req.head_len, |i, h| {
-        h.hop || Some(i) == req.forwarded_for
-    });
+    copy_fields(out, buf, &req.headers, req.head_len, |_, h| h.hop);
     out.extend_from_slice(b"x-forwarded-for: ");
-    if let Some(v) = req.forwarded_for.map(|i| req.headers[i].value.get(buf)) {
-        if !v.is_empty() {
-            out.extend_from_slice(v);
-            out.extend_from_slice(b", ");
+    if req.forwarded_for.is_some() {
+        // All the request's X-Forwarded-For lines, in order, as one list.
+        for h in req.headers.iter().filter(|h| is_forwarded_for(buf, h)) {
+            let v = h.value.get(buf);
+            if !v.is_empty() {
+                out.extend_from_slice(v);
+                out.extend_from_slice(b", ");
+            }
         }
     }
     out.extend_from_slice(info.peer_ip.as_bytes());

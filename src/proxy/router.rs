@@ -10,8 +10,9 @@ pub enum Miss {
     /// The path matches but the method is not allowed there: 405 (the route's index, for
     /// the `Allow` field the answer must carry).
     MethodNotAllowed(usize),
-    /// The path has an encoded slash or a backslash, and reading it as `/` would choose
-    /// another route: an upstream that decodes it would serve what another route guards (400).
+    /// The path has an encoded slash, a backslash or `;parameters`, and reading them as a
+    /// lenient upstream does would choose another route: that upstream would serve what
+    /// another route guards (400).
     AmbiguousPath,
 }
 
@@ -44,13 +45,18 @@ impl Router {
     /// Index of the best route for this request. `host` may carry a port; `target` a query.
     pub fn find(&self, host: &[u8], target: &[u8], method: &[u8]) -> Result<usize, Miss> {
         let host = strip_port(host);
-        let path = path_of(target);
+        // `OPTIONS *` is about the server as a whole: routed as `/`, forwarded as `*`.
+        let path = if target == b"*" {
+            b"/"
+        } else {
+            path_of(target)
+        };
         let best = self.best(host, path);
-        // Escapes are upper-case after normalisation; a path without `%2F`, `%5C` or `\`
-        // (nearly all) is routed once.
-        if path.iter().any(|&c| c == b'%' || c == b'\\') {
-            let slashes = separators_as_slashes(path);
-            if slashes != path && self.best(host, &slashes) != best {
+        // Escapes are upper-case after normalisation; a path without `%`, `\` or `;` (nearly
+        // all) is routed once.
+        if path.iter().any(|&c| matches!(c, b'%' | b'\\' | b';')) {
+            let lenient = lenient_reading(path);
+            if lenient != path && self.best(host, &lenient) != best {
                 return Err(Miss::AmbiguousPath);
             }
         }
@@ -82,32 +88,48 @@ impl Router {
     }
 }
 
-/// `path` with `%2F`, `%5C` and `\\` read as `/` (what an upstream that decodes them sees).
-fn separators_as_slashes(path: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    let mut out = Vec::with_capacity(path.len());
+/// `path` as a lenient upstream may read it: `%2F`, `%5C` and `\` as `/`, `;parameters`
+/// dropped from each segment (Tomcat, Jetty, Spring), then slashes merged and dot segments
+/// resolved (so `/x/..;/admin` and `/%2Fadmin` read `/admin`).
+fn lenient_reading(path: &[u8]) -> Vec<u8> {
+    let mut seps = Vec::with_capacity(path.len());
     let mut i = 0;
     while i < path.len() {
         match &path[i..] {
             [b'%', b'2', b'F', ..] | [b'%', b'5', b'C', ..] => {
-                out.push(b'/');
+                seps.push(b'/');
                 i += 3;
             }
             [b'\\', ..] => {
-                out.push(b'/');
+                seps.push(b'/');
                 i += 1;
             }
             [c, ..] => {
-                out.push(*c);
+                seps.push(*c);
                 i += 1;
             }
             [] => break,
         }
     }
-    if out == path {
-        std::borrow::Cow::Borrowed(path)
-    } else {
-        std::borrow::Cow::Owned(out)
+    let mut out: Vec<u8> = Vec::with_capacity(seps.len());
+    for seg in seps.split(|&c| c == b'/') {
+        let seg = seg.split(|&c| c == b';').next().unwrap_or(seg);
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                let parent = out.iter().rposition(|&c| c == b'/').unwrap_or(0);
+                out.truncate(parent);
+            }
+            _ => {
+                out.push(b'/');
+                out.extend_from_slice(seg);
+            }
+        }
     }
+    if out.is_empty() || path.ends_with(b"/") {
+        out.push(b'/');
+    }
+    out
 }
 
 /// Whether a configured method admits the request's: GET admits HEAD too (RFC 9110 §9.3.2:
@@ -223,6 +245,20 @@ upstream = "a"
         let r = router();
         for path in [&b"/api%2Fv1"[..], b"/api%5Cv1", b"/api\\v1"] {
             assert_eq!(r.find(b"x", path, b"GET"), Err(Miss::AmbiguousPath));
+        }
+        for path in [
+            &b"/%2Fapi"[..],
+            b"/\\api",
+            b"/api;x",
+            b"/x/..;/api",
+            b"/;/api",
+            b"/.;/api",
+        ] {
+            assert_eq!(
+                r.find(b"x", path, b"GET"),
+                Err(Miss::AmbiguousPath),
+                "{path:?}"
+            );
         }
         // Within one route either way: routed as sent.
         assert_eq!(r.find(b"x", b"/api/a%2Fb", b"GET"), Ok(1));
