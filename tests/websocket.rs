@@ -703,6 +703,15 @@ fn only_the_routes_upgrade_protocols_are_passed_on() {
     let mut c = gw.conn();
     let r = c.request(b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
     assert_eq!(r.status, 502, "{r:?}");
+    // An offer of several protocols passes on only the allowed ones.
+    let mut c = gw.conn();
+    let r = c.request(
+        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: h2c, websocket/13\r\n\r\n",
+    );
+    assert_eq!(r.status, 502, "the upstream here switches to foo: {r:?}");
+    let head = seen.lock().unwrap().last().cloned().unwrap();
+    assert!(head.contains("upgrade: websocket/13\r\n"), "{head}");
+    assert!(!head.contains("h2c"), "{head}");
     // A route that lists h2c passes it on.
     let gw = Gateway::start(&config_with(
         free_port(),

@@ -189,10 +189,10 @@ async fn forward<S: Stream>(
     };
     let route = g.router.route(route_i);
     if let Some(u) = b.req.upgrade {
-        // Only the route's protocols may be switched to; any other offer is not passed on
-        // (the request goes upstream as an ordinary one), so an `h2c` upgrade cannot open a
-        // tunnel past routing and policies.
-        if !upgrade_protocols(u.get(&b.cbuf)).all(|p| allowed_upgrade(route, p)) {
+        // Only the route's protocols may be switched to: other offers are not passed on (with
+        // none left the request goes upstream as an ordinary one), so an `h2c` upgrade cannot
+        // open a tunnel past routing and policies.
+        if !upgrade_protocols(u.get(&b.cbuf)).any(|p| allowed_upgrade(route, p)) {
             b.req.upgrade = None;
         }
     }
@@ -510,7 +510,16 @@ fn build_upstream_head(b: &mut Buffers, route: &RouteSpec, info: &ConnInfo, serv
     }
     if let Some(u) = req.upgrade {
         out.extend_from_slice(b"connection: upgrade\r\nupgrade: ");
-        out.extend_from_slice(u.get(buf));
+        // The offered tokens the route allows, in the client's order (versions kept).
+        let allowed = u.get(buf).split(|&c| c == b',').map(|t| t.trim_ascii());
+        let mut first = true;
+        for token in allowed.filter(|t| upgrade_protocols(t).any(|p| allowed_upgrade(route, p))) {
+            if !first {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(token);
+            first = false;
+        }
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -575,7 +584,7 @@ async fn upgrade<S: Stream>(
         )
         .await;
     }
-    if !switches_to_offered(b) {
+    if !switches_to_offered(b, route) {
         let why = "101 from upstream switches to a protocol the client did not offer";
         return reply(client, b, f, 502, why, true).await;
     }
@@ -605,8 +614,9 @@ fn allowed_upgrade(route: &RouteSpec, protocol: &[u8]) -> bool {
         .any(|p| protocol.eq_ignore_ascii_case(p.as_bytes()))
 }
 
-/// Whether the 101's `Upgrade` names one of the protocols the request offered.
-fn switches_to_offered(b: &Buffers) -> bool {
+/// Whether the 101's `Upgrade` names one of the protocols the request offered and the route
+/// allows (the only ones passed on).
+fn switches_to_offered(b: &Buffers, route: &RouteSpec) -> bool {
     let Some(offered) = b.req.upgrade.map(|u| u.get(&b.cbuf)) else {
         return false;
     };
@@ -616,7 +626,9 @@ fn switches_to_offered(b: &Buffers) -> bool {
         .iter()
         .find(|h| h.name.get(&b.ubuf).eq_ignore_ascii_case(b"upgrade"))
         .and_then(|h| upgrade_protocols(h.value.get(&b.ubuf)).next());
-    chosen.is_some_and(|c| upgrade_protocols(offered).any(|o| o.eq_ignore_ascii_case(c)))
+    chosen.is_some_and(|c| {
+        allowed_upgrade(route, c) && upgrade_protocols(offered).any(|o| o.eq_ignore_ascii_case(c))
+    })
 }
 
 /// Whether a route's bodies may bypass user space. `auto` splices because no policy reads
