@@ -163,14 +163,10 @@ async fn reject<S: Stream>(
     why: &'static str,
 ) {
     let b = bufs.get_or_insert_with(|| w.take_buffers());
-    let mut bytes = error_response(&mut b.out, status, why, true) as u64;
-    // The head may not have parsed; its first word still tells a HEAD, whose answer ends with
-    // its head (RFC 9110 §9.3.2).
+    // The head may not have parsed; its first word still tells a HEAD.
     let start = b.cbuf.iter().position(|&c| c != b'\r' && c != b'\n');
-    if start.is_some_and(|i| b.cbuf[i..].starts_with(b"HEAD ")) {
-        b.out.truncate(b.out.len() - bytes as usize);
-        bytes = 0;
-    }
+    let head = start.is_some_and(|i| b.cbuf[i..].starts_with(b"HEAD "));
+    let bytes = error_response(&mut b.out, status, why, true, head) as u64;
     // The head did not parse: log what ringway answered, without a request line.
     w.log.log_unread(&info.peer_ip, status, bytes);
     // Bounded by the socket's TCP_USER_TIMEOUT (the listener's send_timeout).

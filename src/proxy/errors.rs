@@ -5,9 +5,17 @@ use std::io::Write;
 use crate::http::date::push_date_line;
 use crate::http::reason_phrase;
 
-/// Writes a complete error response into `out`; returns the body's length (for the access log).
-pub fn error_response(out: &mut Vec<u8>, status: u16, message: &str, close: bool) -> usize {
-    error_response_with(out, status, message, close, "")
+/// Writes a complete error response into `out`; returns the length of the body written (for
+/// the access log). An answer to a HEAD request (`head`) ends with its head (RFC 9110 §9.3.2);
+/// its Content-Length still says what a GET would have had.
+pub fn error_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    message: &str,
+    close: bool,
+    head: bool,
+) -> usize {
+    error_response_with(out, status, message, close, head, "")
 }
 
 /// Like [`error_response`], with `extra` header lines (each ending in CRLF), such as the
@@ -17,6 +25,7 @@ pub fn error_response_with(
     status: u16,
     message: &str,
     close: bool,
+    head: bool,
     extra: &str,
 ) -> usize {
     out.clear();
@@ -28,7 +37,11 @@ pub fn error_response_with(
         if close { "connection: close\r\n" } else { "" },
     );
     push_date_line(out);
-    out.extend_from_slice(b"\r\n{\"error\":\"");
+    out.extend_from_slice(b"\r\n");
+    if head {
+        return 0;
+    }
+    out.extend_from_slice(b"{\"error\":\"");
     push_json(out, message);
     let _ = write!(out, "\",\"status\":{status}}}");
     body_len
@@ -61,7 +74,7 @@ mod tests {
     #[test]
     fn body_is_json_with_right_length() {
         let mut out = Vec::new();
-        super::error_response(&mut out, 502, "upstream \"x\" refused", true);
+        super::error_response(&mut out, 502, "upstream \"x\" refused", true, false);
         let s = String::from_utf8(out).unwrap();
         let (head, body) = s.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 502 Bad Gateway"));

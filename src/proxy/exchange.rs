@@ -143,15 +143,8 @@ fn reply_with<'a, S: Stream>(
         // The head is consumed even when nothing was forwarded, or it would be served again.
         b.cpos = b.cpos.max(b.req.head_len);
         f.status = status;
-        let body = error_response_with(&mut b.out, status, msg, close, &extra);
-        if b.req.is_head {
-            // A response to HEAD ends with its head (RFC 9110 §9.3.2); Content-Length still
-            // says what a GET would have had.
-            b.out.truncate(b.out.len() - body);
-            f.bytes = 0;
-        } else {
-            f.bytes = body as u64;
-        }
+        let head = b.req.is_head;
+        f.bytes = error_response_with(&mut b.out, status, msg, close, head, &extra) as u64;
         let (r, out) = write_all(client, take(&mut b.out)).await;
         b.out = out;
         if close || r.is_err() {

@@ -168,7 +168,7 @@ fn stop_listening(fd: RawFd) {
 /// the limit being hit.
 async fn reject_busy(mut stream: TcpStream, peer: std::net::SocketAddr, w: Rc<WorkerState>) {
     let mut out = Vec::with_capacity(160);
-    let body = error_response(&mut out, 503, "connection limit reached", true);
+    let body = error_response(&mut out, 503, "connection limit reached", true, false);
     if w.log.enabled() {
         w.log.log_unread(&peer.ip().to_string(), 503, body as u64);
     }
