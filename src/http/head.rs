@@ -123,8 +123,6 @@ pub struct ResponseHead {
     pub declared_length: Option<u64>,
     /// The upstream sent a `Date` (else the gateway adds one: RFC 9110 §6.6.1).
     pub has_date: bool,
-    /// A non-empty `Upgrade` field: what a 101 must name (RFC 9110 §15.2.2).
-    pub has_upgrade: bool,
 }
 
 /// Limits applied while parsing a request head.
@@ -544,7 +542,6 @@ fn classify_response(
     let mut f = Framing::default();
     head.headers.clear();
     head.has_date = false;
-    head.has_upgrade = false;
     for h in fields {
         // httparse has trimmed the value's leading and trailing whitespace.
         let (name, value) = (h.name.as_bytes(), h.value);
@@ -563,10 +560,7 @@ fn classify_response(
             }
             // Only a 101 passes Upgrade on (with ringway's own `Connection: upgrade`); on any
             // other response it is an offer for the hop to the upstream (RFC 9110 §7.8).
-            7 if eq(name, "upgrade") => {
-                head.has_upgrade |= !value.is_empty();
-                head.status != 101
-            }
+            7 if eq(name, "upgrade") => head.status != 101,
             4 if eq(name, "date") => {
                 head.has_date = true;
                 false

@@ -185,7 +185,7 @@ async fn forward<S: Stream>(
         // Only the route's protocols may be switched to: other offers are not passed on (with
         // none left the request goes upstream as an ordinary one), so an `h2c` upgrade cannot
         // open a tunnel past routing and policies.
-        if !upgrade_protocols(u.get(&b.cbuf)).any(|p| allowed_upgrade(route, p)) {
+        if allowed_offers(route, u.get(&b.cbuf)).next().is_none() {
             b.req.upgrade = None;
         }
     }
@@ -504,14 +504,11 @@ fn build_upstream_head(b: &mut Buffers, route: &RouteSpec, info: &ConnInfo, serv
     if let Some(u) = req.upgrade {
         out.extend_from_slice(b"connection: upgrade\r\nupgrade: ");
         // The offered tokens the route allows, in the client's order (versions kept).
-        let allowed = u.get(buf).split(|&c| c == b',').map(|t| t.trim_ascii());
-        let mut first = true;
-        for token in allowed.filter(|t| upgrade_protocols(t).any(|p| allowed_upgrade(route, p))) {
-            if !first {
+        for (i, token) in allowed_offers(route, u.get(buf)).enumerate() {
+            if i > 0 {
                 out.extend_from_slice(b", ");
             }
             out.extend_from_slice(token);
-            first = false;
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -566,7 +563,9 @@ async fn upgrade<S: Stream>(
     if b.req.upgrade.is_none() {
         return reply(client, b, f, 502, "unexpected 101 from upstream", true).await;
     }
-    if !b.resp.has_upgrade {
+    // RFC 9110 §15.2.2: a 101 names the protocol it switches to, one the client offered (and
+    // the route allows: no other offer was passed on).
+    let Some(chosen) = switched_to(b) else {
         return reply(
             client,
             b,
@@ -576,8 +575,9 @@ async fn upgrade<S: Stream>(
             true,
         )
         .await;
-    }
-    if !switches_to_offered(b, route) {
+    };
+    let offered = b.req.upgrade.map_or(&b""[..], |u| u.get(&b.cbuf));
+    if !allowed_offers(route, offered).any(|o| protocol(o).eq_ignore_ascii_case(chosen)) {
         let why = "101 from upstream switches to a protocol the client did not offer";
         return reply(client, b, f, 502, why, true).await;
     }
@@ -592,36 +592,40 @@ async fn upgrade<S: Stream>(
     Next::Upgrade(conn, route.tunnel_idle_timeout, route.relay, None)
 }
 
-/// The protocol names of an `Upgrade` value (`websocket`, `h2c`; versions after `/` dropped).
-fn upgrade_protocols(v: &[u8]) -> impl Iterator<Item = &[u8]> {
-    v.split(|&c| c == b',')
+/// The tokens of an `Upgrade` offer the route may switch to (`websocket`, `websocket/13`), in
+/// the client's order.
+fn allowed_offers<'a>(route: &'a RouteSpec, offer: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
+    offer
+        .split(|&c| c == b',')
         .map(|t| t.trim_ascii())
         .filter(|t| !t.is_empty())
-        .map(|t| t.split(|&c| c == b'/').next().unwrap_or(t))
+        .filter(|t| {
+            let p = protocol(t);
+            route
+                .upgrades
+                .iter()
+                .any(|u| p.eq_ignore_ascii_case(u.as_bytes()))
+        })
 }
 
-fn allowed_upgrade(route: &RouteSpec, protocol: &[u8]) -> bool {
-    route
-        .upgrades
-        .iter()
-        .any(|p| protocol.eq_ignore_ascii_case(p.as_bytes()))
+/// An `Upgrade` token's protocol name (its version after `/` dropped).
+fn protocol(token: &[u8]) -> &[u8] {
+    token.split(|&c| c == b'/').next().unwrap_or(token)
 }
 
-/// Whether the 101's `Upgrade` names one of the protocols the request offered and the route
-/// allows (the only ones passed on).
-fn switches_to_offered(b: &Buffers, route: &RouteSpec) -> bool {
-    let Some(offered) = b.req.upgrade.map(|u| u.get(&b.cbuf)) else {
-        return false;
-    };
-    let chosen = b
+/// The protocol a response's `Upgrade` field names first, if any.
+fn switched_to(b: &Buffers) -> Option<&[u8]> {
+    let h = b
         .resp
         .headers
         .iter()
-        .find(|h| h.name.get(&b.ubuf).eq_ignore_ascii_case(b"upgrade"))
-        .and_then(|h| upgrade_protocols(h.value.get(&b.ubuf)).next());
-    chosen.is_some_and(|c| {
-        allowed_upgrade(route, c) && upgrade_protocols(offered).any(|o| o.eq_ignore_ascii_case(c))
-    })
+        .find(|h| h.name.get(&b.ubuf).eq_ignore_ascii_case(b"upgrade"))?;
+    let value = h.value.get(&b.ubuf);
+    let first = value
+        .split(|&c| c == b',')
+        .map(|t| t.trim_ascii())
+        .find(|t| !t.is_empty())?;
+    Some(protocol(first))
 }
 
 /// Whether a route's bodies may bypass user space. `auto` splices because no policy reads
