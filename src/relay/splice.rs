@@ -386,21 +386,12 @@ enum Waited {
     Error(Side),
 }
 
-/// Whether the socket's pending error is ETIMEDOUT (read with SO_ERROR, which clears it).
+/// Whether the socket's pending error is ETIMEDOUT (taking it clears it).
 fn socket_timed_out(fd: RawFd) -> bool {
-    let mut err: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `err` and `len` are valid for getsockopt to write an int into.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut err as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    r == 0 && err == libc::ETIMEDOUT
+    // SAFETY: `fd` is an open socket of the relay for the duration of the call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let err = socket2::SockRef::from(&fd).take_error();
+    matches!(err, Ok(Some(e)) if e.raw_os_error() == Some(libc::ETIMEDOUT))
 }
 
 /// A readiness wait's outcome (`None`: it timed out).
