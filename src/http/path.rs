@@ -158,24 +158,33 @@ fn normalize_escapes(seg: &[u8]) -> Result<Vec<u8>, &'static str> {
 /// backslash, would give a `.` or `..` piece: an upstream that decodes `%2F` or treats `\` as a
 /// separator would resolve it.
 fn hides_dot_segment(seg: &[u8]) -> bool {
-    let mut pieces = Vec::new();
-    let (mut start, mut i) = (0, 0);
-    while i < seg.len() {
-        let sep = match &seg[i..] {
-            [b'%', b'2', b'F', ..] | [b'%', b'5', b'C', ..] => 3,
-            [b'\\', ..] => 1,
-            _ => 0,
-        };
-        if sep > 0 {
-            pieces.push(&seg[start..i]);
-            i += sep;
-            start = i;
-        } else {
-            i += 1;
+    let read = separators_as_slashes(seg);
+    read.contains(&b'/') && read.split(|&c| c == b'/').any(|p| dots(p).is_some())
+}
+
+/// `path` with `%2F`, `%5C` (upper-case, as after normalisation) and `\` read as `/`: what an
+/// upstream that decodes them sees.
+pub fn separators_as_slashes(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        match &path[i..] {
+            [b'%', b'2', b'F', ..] | [b'%', b'5', b'C', ..] => {
+                out.push(b'/');
+                i += 3;
+            }
+            [b'\\', ..] => {
+                out.push(b'/');
+                i += 1;
+            }
+            [c, ..] => {
+                out.push(*c);
+                i += 1;
+            }
+            [] => break,
         }
     }
-    pieces.push(&seg[start..]);
-    pieces.len() > 1 && pieces.iter().any(|p| dots(p).is_some())
+    out
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Route selection: host, then the longest matching path prefix, then method.
 
 use crate::config::RouteSpec;
+use crate::http::path::separators_as_slashes;
 
 /// Why no route was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,25 +93,7 @@ impl Router {
 /// dropped from each segment (Tomcat, Jetty, Spring), then slashes merged and dot segments
 /// resolved (so `/x/..;/admin` and `/%2Fadmin` read `/admin`).
 fn lenient_reading(path: &[u8]) -> Vec<u8> {
-    let mut seps = Vec::with_capacity(path.len());
-    let mut i = 0;
-    while i < path.len() {
-        match &path[i..] {
-            [b'%', b'2', b'F', ..] | [b'%', b'5', b'C', ..] => {
-                seps.push(b'/');
-                i += 3;
-            }
-            [b'\\', ..] => {
-                seps.push(b'/');
-                i += 1;
-            }
-            [c, ..] => {
-                seps.push(*c);
-                i += 1;
-            }
-            [] => break,
-        }
-    }
+    let seps = separators_as_slashes(path);
     let mut out: Vec<u8> = Vec::with_capacity(seps.len());
     for seg in seps.split(|&c| c == b'/') {
         let seg = seg.split(|&c| c == b';').next().unwrap_or(seg);
