@@ -184,13 +184,9 @@ where
         TunnelRelay::Copy => return copy(r, w, pending, act, None, moved).await.end(),
         TunnelRelay::Splice(pool) => {
             if !pending.is_empty() {
-                let n = pending.len() as u64;
-                let (res, _) = write_all(w, pending).await;
-                if res.is_err() {
-                    return act.end(End::Error);
+                if let Err(end) = pass_on(w, pending, act, moved).await {
+                    return end;
                 }
-                moved.set(moved.get() + n);
-                act.touch();
             }
             (pool, false)
         }
@@ -218,6 +214,23 @@ where
             },
         }
     }
+}
+
+/// Writes `buf` on, counts it and touches the idle limit; the buffer comes back for reuse.
+async fn pass_on<W: AsyncWriteRent>(
+    w: &mut W,
+    buf: Vec<u8>,
+    act: &Activity<'_>,
+    moved: &Cell<u64>,
+) -> Result<Vec<u8>, End> {
+    let n = buf.len() as u64;
+    let (res, buf) = write_all(w, buf).await;
+    if res.is_err() {
+        return Err(act.end(End::Error));
+    }
+    moved.set(moved.get() + n);
+    act.touch();
+    Ok(buf)
 }
 
 /// How a copy stretch stopped.
@@ -253,13 +266,10 @@ where
     let mut buf = pending;
     buf.reserve(TUNNEL_BUF_START);
     if !buf.is_empty() {
-        let n = buf.len() as u64;
-        let (res, b) = write_all(w, buf).await;
-        if res.is_err() {
-            return Copied::End(act.end(End::Error));
-        }
-        moved.set(moved.get() + n);
-        buf = b;
+        buf = match pass_on(w, buf, act, moved).await {
+            Ok(b) => b,
+            Err(end) => return Copied::End(end),
+        };
     }
     loop {
         buf.clear();
@@ -268,13 +278,10 @@ where
         match res {
             Ok(n) if n > 0 => {
                 act.touch();
-                let (res, b) = write_all(w, buf).await;
-                buf = b;
-                if res.is_err() {
-                    return Copied::End(act.end(End::Error));
-                }
-                moved.set(moved.get() + n as u64);
-                act.touch();
+                buf = match pass_on(w, buf, act, moved).await {
+                    Ok(b) => b,
+                    Err(end) => return Copied::End(end),
+                };
                 if bulk.is_some_and(|min| n >= min) {
                     return Copied::Bulk;
                 }
