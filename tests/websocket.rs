@@ -251,9 +251,9 @@ fn idle_tunnel_is_closed_but_response_timeout_does_not_apply(relay: &str) {
     );
 }
 
-/// An upstream that accepts one connection, answers the upgrade with 101 and hands the socket
-/// to `then`.
-fn raw_upgrade_upstream(
+/// An upstream that accepts one connection, reads its request head (byte by byte: nothing
+/// past it) and hands the socket to `then`.
+fn one_request_upstream(
     then: impl FnOnce(TcpStream) + Send + 'static,
 ) -> (SocketAddr, thread::JoinHandle<()>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -261,19 +261,24 @@ fn raw_upgrade_upstream(
     let h = thread::spawn(move || {
         let (mut s, _) = l.accept().unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            assert_eq!(s.read(&mut byte).unwrap(), 1, "request head cut");
-            head.push(byte[0]);
-        }
+        assert!(common::read_request_head(&mut s), "request head cut");
+        then(s);
+    });
+    (addr, h)
+}
+
+/// An upstream that accepts one connection, answers the upgrade with 101 and hands the socket
+/// to `then`.
+fn raw_upgrade_upstream(
+    then: impl FnOnce(TcpStream) + Send + 'static,
+) -> (SocketAddr, thread::JoinHandle<()>) {
+    one_request_upstream(|mut s| {
         s.write_all(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: raw\r\nConnection: Upgrade\r\n\r\nhello",
         )
         .unwrap();
         then(s);
-    });
-    (addr, h)
+    })
 }
 
 fn raw_upgrade_client(gw: &Gateway) -> Conn {
@@ -445,12 +450,7 @@ fn idle_tunnels_hold_no_pipes(relay: &str) {
 /// 502, and nothing the upstream sent after it reaches the client.
 #[test]
 fn switch_without_upgrade_field_is_502() {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let h = thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        assert!(common::read_request_head(&mut s));
+    let (addr, h) = one_request_upstream(|mut s| {
         let _ = s.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\nraw bytes");
         thread::sleep(Duration::from_millis(300));
     });
@@ -472,12 +472,7 @@ fn switch_without_upgrade_field_is_502() {
 #[test]
 fn upgrade_with_a_body_switches_after_the_body() {
     for split in [false, true] {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let h = thread::spawn(move || {
-            let (mut s, _) = l.accept().unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            assert!(common::read_request_head(&mut s));
+        let (addr, h) = one_request_upstream(|mut s| {
             let mut body = [0u8; 10];
             s.read_exact(&mut body).unwrap();
             assert_eq!(&body, b"0123456789");
