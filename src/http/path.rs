@@ -94,21 +94,8 @@ fn resolve(path: &[u8]) -> Result<Vec<u8>, &'static str> {
         } else {
             raw
         };
-        let dir = i == last; // a dot segment at the end leaves a directory: keep its slash
-        match dots(seg) {
-            Some(1) => {}
-            Some(_) => {
-                let parent = out.iter().rposition(|&c| c == b'/').unwrap_or(0);
-                out.truncate(parent);
-            }
-            None if seg.is_empty() => {}
-            None => {
-                out.push(b'/');
-                out.extend_from_slice(seg);
-                continue;
-            }
-        }
-        if dir {
+        // A dot or empty segment at the end leaves a directory: keep its slash.
+        if !push_segment(&mut out, seg) && i == last {
             out.push(b'/');
         }
     }
@@ -116,6 +103,26 @@ fn resolve(path: &[u8]) -> Result<Vec<u8>, &'static str> {
         out.push(b'/');
     }
     Ok(out)
+}
+
+/// Adds one segment to a path being resolved (RFC 3986 §5.2.4): `.` and empty segments add
+/// nothing, `..` removes the last segment (never above the root), any other is appended.
+/// Whether it was appended.
+pub fn push_segment(out: &mut Vec<u8>, seg: &[u8]) -> bool {
+    match dots(seg) {
+        Some(1) => false,
+        Some(_) => {
+            let parent = out.iter().rposition(|&c| c == b'/').unwrap_or(0);
+            out.truncate(parent);
+            false
+        }
+        None if seg.is_empty() => false,
+        None => {
+            out.push(b'/');
+            out.extend_from_slice(seg);
+            true
+        }
+    }
 }
 
 /// `Some(1)` for `.`, `Some(2)` for `..`, `None` for any other segment.

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::accesslog::Entry;
 use crate::config::{LimitsSpec, RelayMode};
+use crate::deadlines::SocketDeadlines;
 use crate::http::head::{normalize_target, HeadLimits};
 use crate::http::parse_request;
 use crate::net::{read_append, write_all, Stream};
@@ -179,31 +180,43 @@ const LINGER_TOTAL: Duration = Duration::from_secs(5);
 const LINGER_IDLE: Duration = Duration::from_secs(2);
 
 /// Closes in stages (RFC 9112 §9.6) a connection whose client may still be sending (a body
-/// ringway answered before reading, or bytes after a rejected head): the response is followed
-/// by a FIN, then what the client sends is read and dropped until it closes too, for at most
-/// [`LINGER_TOTAL`] and [`LINGER_IDLE`] between reads. Closing with unread bytes would make
-/// the kernel send a reset, which can destroy the response before the client reads it.
+/// ringway answered before reading, or bytes after a rejected head): see [`close_in_stages`].
 async fn linger<S: Stream>(client: &mut S, bufs: &mut Option<Box<Buffers>>, w: &WorkerState) {
+    let b = bufs.get_or_insert_with(|| w.take_buffers());
+    let buf = take(&mut b.cbuf);
+    b.cbuf = close_in_stages(client, buf, &w.waits, LINGER_TOTAL, LINGER_IDLE).await;
+    b.cpos = 0;
+}
+
+/// After an answer sent before the whole request was read: a FIN, then what the client still
+/// sends is read into `buf` and dropped until it closes too, for at most `total` in all and
+/// `idle` between reads. Closing with unread bytes would make the kernel send a reset, which
+/// can destroy the answer before the client reads it. Gives `buf` back, emptied.
+pub async fn close_in_stages<S: Stream>(
+    client: &mut S,
+    mut buf: Vec<u8>,
+    waits: &SocketDeadlines,
+    total: Duration,
+    idle: Duration,
+) -> Vec<u8> {
     let fd = client.socket_fd();
     // SAFETY: `fd` belongs to `client`, which is open for the duration of the call.
-    if unsafe { libc::shutdown(fd, libc::SHUT_WR) } != 0 {
-        return;
-    }
-    let b = bufs.get_or_insert_with(|| w.take_buffers());
-    let until = w.waits.now() + LINGER_TOTAL;
-    while w.waits.now() < until {
-        b.cbuf.clear();
-        // Each wait ends at the idle limit or the total, whichever comes first.
-        let left = until.saturating_duration_since(w.waits.now());
-        let deadline = w.waits.register(fd, LINGER_IDLE.min(left));
-        let (r, buf) = read_append(client, take(&mut b.cbuf)).await;
-        b.cbuf = buf;
-        if deadline.expired() || !matches!(r, Ok(n) if n > 0) {
-            break;
+    if unsafe { libc::shutdown(fd, libc::SHUT_WR) } == 0 {
+        let until = waits.now() + total;
+        while waits.now() < until {
+            buf.clear();
+            // Each wait ends at the idle limit or the total, whichever comes first.
+            let left = until.saturating_duration_since(waits.now());
+            let deadline = waits.register(fd, idle.min(left));
+            let (r, b) = read_append(client, buf).await;
+            buf = b;
+            if deadline.expired() || !matches!(r, Ok(n) if n > 0) {
+                break;
+            }
         }
     }
-    b.cbuf.clear();
-    b.cpos = 0;
+    buf.clear();
+    buf
 }
 
 /// Turns an upgraded connection into a tunnel. The tunnel's future is boxed and built here, so

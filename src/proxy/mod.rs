@@ -10,5 +10,5 @@ pub mod router;
 pub mod state;
 mod upload;
 
-pub use conn::serve;
+pub use conn::{close_in_stages, serve};
 pub use state::{ConnInfo, WorkerState};

@@ -1,7 +1,7 @@
 //! Route selection: host, then the longest matching path prefix, then method.
 
 use crate::config::RouteSpec;
-use crate::http::path::separators_as_slashes;
+use crate::http::path::{push_segment, separators_as_slashes};
 
 /// Why no route was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,17 +97,7 @@ fn lenient_reading(path: &[u8]) -> Vec<u8> {
     let mut out: Vec<u8> = Vec::with_capacity(seps.len());
     for seg in seps.split(|&c| c == b'/') {
         let seg = seg.split(|&c| c == b';').next().unwrap_or(seg);
-        match seg {
-            b"" | b"." => {}
-            b".." => {
-                let parent = out.iter().rposition(|&c| c == b'/').unwrap_or(0);
-                out.truncate(parent);
-            }
-            _ => {
-                out.push(b'/');
-                out.extend_from_slice(seg);
-            }
-        }
+        push_segment(&mut out, seg);
     }
     if out.is_empty() || path.ends_with(b"/") {
         out.push(b'/');

@@ -17,7 +17,7 @@ use crate::accesslog::{AccessLog, Sink};
 use crate::config::{ListenerSpec, SnapshotHandle};
 use crate::net::{with_timeout, write_all};
 use crate::proxy::errors::error_response;
-use crate::proxy::{serve, ConnInfo, WorkerState};
+use crate::proxy::{close_in_stages, serve, ConnInfo, WorkerState};
 
 use super::listener;
 use super::runtime::{self, Driver};
@@ -172,27 +172,21 @@ async fn reject_busy(mut stream: TcpStream, peer: std::net::SocketAddr, w: Rc<Wo
     if w.log.enabled() {
         w.log.log_unread(&peer.ip().to_string(), 503, body as u64);
     }
-    let _ = with_timeout(Duration::from_secs(1), async {
-        let (r, _) = write_all(&mut stream, out).await;
-        if r.is_err() {
-            return;
-        }
-        // Close in stages (RFC 9112 §9.6): the client's request is still unread, and closing
-        // on it would make the kernel reset the connection and destroy the 503 before the
-        // client reads it. FIN, then read and drop until the client closes (within the second
-        // this answer may take in all).
-        // SAFETY: the fd belongs to `stream`, open for this call.
-        unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR) };
-        let mut buf = Vec::with_capacity(4096);
-        loop {
-            let (r, b) = stream.read(buf).await;
-            buf = b;
-            if !matches!(r, Ok(n) if n > 0) {
-                break;
-            }
-        }
-    })
-    .await;
+    let (r, _) = with_timeout(Duration::from_secs(1), write_all(&mut stream, out))
+        .await
+        .unwrap_or((Err(std::io::ErrorKind::TimedOut.into()), Vec::new()));
+    if r.is_ok() {
+        // The client's request is still unread: FIN, then drain, within a second.
+        let second = Duration::from_secs(1);
+        close_in_stages(
+            &mut stream,
+            Vec::with_capacity(4096),
+            &w.waits,
+            second,
+            second,
+        )
+        .await;
+    }
 }
 
 /// Every tick: expire client waits past their deadline. Every second: close expired pooled
