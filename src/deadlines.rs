@@ -106,8 +106,18 @@ impl SocketDeadlines {
 
     /// Ends every idle wait now (the worker is draining: idle keep-alive connections close).
     pub fn expire_idle(&self) {
+        self.expire_where(|e| e.idle);
+    }
+
+    /// Ends every wait now (a drain's time is up): a request waiting for its answer gets its
+    /// 504, a tunnel closes both ways, each through its usual path and access-log line.
+    pub fn expire_all(&self) {
+        self.expire_where(|_| true);
+    }
+
+    fn expire_where(&self, pick: impl Fn(&Entry) -> bool) {
         for (_, e) in self.entries.borrow_mut().iter_mut() {
-            if e.idle && !e.expired {
+            if !e.expired && pick(e) {
                 expire(e);
             }
         }

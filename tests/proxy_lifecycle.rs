@@ -90,30 +90,68 @@ fn sigterm_drains_in_flight_requests_then_exits() {
     );
 }
 
+/// Requests still running at `drain_timeout` are cut, and still logged: one waiting for its
+/// answer gets a 504 through the usual path, an event stream in the middle of its body is cut
+/// off (a cut-off body, never one made to look complete) and logged with its status and the
+/// bytes it got. The process exits 0 soon after.
 #[test]
 fn sigterm_gives_up_on_requests_past_drain_timeout() {
     let b = backend();
-    let mut gw = Gateway::start(&config(free_port(), b.addr, "drain_timeout = \"300ms\""));
-    let mut c = gw.conn();
-    c.send(&get("/delay/5000"));
-    std::thread::sleep(Duration::from_millis(100));
+    let dir = temp_dir("cutlog");
+    let log = dir.join("access.log");
+    let top = format!(
+        "drain_timeout = \"300ms\"\n[access_log]\nenabled = true\npath = \"{}\"",
+        log.display()
+    );
+    let mut gw = Gateway::start(&config(free_port(), b.addr, &top));
+    let mut waiting = gw.conn();
+    waiting.send(&get("/delay/5000"));
+    let mut stream = gw.conn();
+    stream.send(&get("/sse?count=100&interval_ms=50"));
+    std::thread::sleep(Duration::from_millis(300));
     let sent = Instant::now();
     gw.sigterm();
     let status = gw
         .wait_exit(Duration::from_secs(4))
         .expect("exits soon after drain_timeout");
     assert!(
-        sent.elapsed() < Duration::from_secs(3),
+        sent.elapsed() < Duration::from_secs(2),
         "{:?}",
         sent.elapsed()
     );
     assert!(status.success(), "{status}");
-    assert!(c.is_closed(Duration::from_secs(1)));
+    let answer = waiting.read_response();
+    assert_eq!(answer.status, 504, "{}", answer.body_str());
+    let events = String::from_utf8_lossy(&stream.read_to_close()).into_owned();
+    assert!(events.starts_with("HTTP/1.1 200"), "{events:?}");
+    assert!(
+        !events.ends_with("0\r\n\r\n"),
+        "a cut stream looks complete"
+    );
     assert!(
         gw.log().contains("cutting requests still in flight"),
         "{}",
         gw.log()
     );
+    let text = std::fs::read_to_string(&log).expect("access log written");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines.iter().any(|l| l.contains("\"GET /delay/5000\" 504 ")),
+        "{text}"
+    );
+    let sse = lines
+        .iter()
+        .find(|l| l.contains("\"GET /sse?count=100&interval_ms=50\" 200 "))
+        .unwrap_or_else(|| panic!("no line for the event stream: {text}"));
+    let bytes: u64 = sse
+        .split(" 200 ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("bytes field");
+    assert!(bytes > 0, "{sse}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// GET, POST echo of 1 MiB, pipelining and a 502 on one driver.

@@ -4,6 +4,7 @@
 pub mod listener;
 pub mod notify;
 pub mod runtime;
+mod task;
 pub mod worker;
 
 use std::path::PathBuf;

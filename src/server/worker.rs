@@ -21,6 +21,7 @@ use crate::proxy::{close_in_stages, serve, ConnInfo, WorkerState};
 
 use super::listener;
 use super::runtime::{self, Driver};
+use super::task::{Isolated, Tasks};
 
 /// What a worker thread is started with.
 pub struct WorkerSpec {
@@ -87,8 +88,10 @@ async fn main(spec: WorkerSpec) {
     }
     let stop = Rc::new(Stop::default());
     let listening: Vec<RawFd> = listeners.iter().map(|(s, _)| s.as_raw_fd()).collect();
+    let tasks = Rc::new(Tasks::default());
     for (sock, l) in listeners {
-        monoio::spawn(accept_loop(sock, l, w.clone(), stop.clone()));
+        let ctx = (w.clone(), stop.clone(), tasks.clone());
+        monoio::spawn(accept_loop(sock, l, ctx));
     }
     monoio::spawn(housekeeping(w.clone(), stop.clone()));
     let _ = spec.ready.send(Ok(()));
@@ -99,18 +102,38 @@ async fn main(spec: WorkerSpec) {
     // Idle keep-alive connections close now; busy ones close after their response.
     w.waits.expire_idle();
     let deadline = Instant::now() + snap.drain_timeout;
-    while w.in_flight.get() > 0 && Instant::now() < deadline {
-        monoio::time::sleep(Duration::from_millis(5)).await;
-    }
+    settle(&w, deadline).await;
     if w.in_flight.get() > 0 {
-        // Their connections close with the runtime; they get no access-log line.
         tracing::warn!(
             worker = spec.id,
             requests = w.in_flight.get(),
             "drain_timeout passed; cutting requests still in flight"
         );
+        // Through their own paths first, so each still gets its access-log line: waits for
+        // an answer end in a 504 and tunnels close; then client sockets are shut down, which
+        // ends relays in the middle of a body (a cut-off body, never one that looks whole).
+        // What still runs after that is dropped.
+        w.waits.expire_all();
+        settle(&w, Instant::now() + CUT_GRACE).await;
+        tasks.shut_down_clients();
+        settle(&w, Instant::now() + CUT_GRACE).await;
+        tasks.cut();
+        let until = Instant::now() + CUT_GRACE;
+        while tasks.live() > 0 && Instant::now() < until {
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
     w.log.flush();
+}
+
+/// How long each step of cutting requests at `drain_timeout` waits for them to end.
+const CUT_GRACE: Duration = Duration::from_millis(200);
+
+/// Waits until no request is in flight, or `until`.
+async fn settle(w: &WorkerState, until: Instant) {
+    while w.in_flight.get() > 0 && Instant::now() < until {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn wait_ctrl(ctrl: std::os::unix::net::UnixStream) {
@@ -126,7 +149,11 @@ async fn wait_ctrl(ctrl: std::os::unix::net::UnixStream) {
     }
 }
 
-async fn accept_loop(sock: TcpListener, l: ListenerSpec, w: Rc<WorkerState>, stop: Rc<Stop>) {
+async fn accept_loop(
+    sock: TcpListener,
+    l: ListenerSpec,
+    (w, stop, tasks): (Rc<WorkerState>, Rc<Stop>, Rc<Tasks>),
+) {
     let l = Rc::new(l);
     loop {
         let accepted = monoio::select! {
@@ -140,7 +167,12 @@ async fn accept_loop(sock: TcpListener, l: ListenerSpec, w: Rc<WorkerState>, sto
                     continue;
                 }
                 let info = ConnInfo::new(peer, "http", &l);
-                monoio::spawn(Isolated(serve(stream, info, w.clone())));
+                let fd = stream.as_raw_fd();
+                monoio::spawn(Isolated::new(
+                    serve(stream, info, w.clone()),
+                    tasks.clone(),
+                    fd,
+                ));
             }
             // The drain took the socket out of LISTEN (see `stop_listening`).
             Err(_) if stop.fired.get() => return,
@@ -233,29 +265,5 @@ impl Stop {
             }
         })
         .await
-    }
-}
-
-/// A connection's task with its panics contained: a bug hit by one request drops that
-/// connection (its state unwinds: sockets close, counters are restored) and is logged, instead
-/// of unwinding through the worker's runtime and taking every connection on the core with it.
-struct Isolated<F>(F);
-
-impl<F: std::future::Future<Output = ()>> std::future::Future for Isolated<F> {
-    type Output = ();
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        // SAFETY: structural pinning of the only field; it is never moved out.
-        let fut = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(p) => p,
-            Err(_) => {
-                tracing::error!("a connection task panicked (a bug); that connection was dropped");
-                std::task::Poll::Ready(())
-            }
-        }
     }
 }
