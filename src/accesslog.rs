@@ -1,17 +1,36 @@
 //! One access-log line per request, buffered per worker and written in batches, so logging
 //! costs no syscall per request.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Where lines go; shared by workers, touched only on flush.
 pub enum Sink {
     Stdout,
-    File { file: File, path: String },
+    File {
+        file: File,
+        path: String,
+        rotation: Rotation,
+    },
 }
+
+/// A log rotation in progress: each worker writes out its buffered lines before the file is
+/// reopened, so the lines of requests served before SIGUSR1 stay in the rotated file (as
+/// nginx's workers do when told to reopen).
+#[derive(Default)]
+pub struct Rotation {
+    /// Bumped for each rotation asked for.
+    asked: AtomicU64,
+    /// Workers that flushed for the latest one.
+    flushed: AtomicUsize,
+}
+
+/// How long a rotation waits for the workers to flush (they look every housekeeping tick).
+const ROTATION_WAIT: Duration = Duration::from_secs(1);
 
 impl Sink {
     pub fn open(path: &str) -> std::io::Result<Arc<Sink>> {
@@ -21,19 +40,33 @@ impl Sink {
         Ok(Arc::new(Sink::File {
             file: open_append(path)?,
             path: path.to_string(),
+            rotation: Rotation::default(),
         }))
     }
 
-    /// Opens the log path afresh and puts the new file in place of the old one (SIGUSR1, after
-    /// log rotation moved the file away). `dup2` swaps the file under the descriptor every
-    /// worker already writes to, so no worker needs telling and nothing is locked; a batch
-    /// being written at that moment lands whole in one file or the other.
+    /// Log rotation (SIGUSR1, after the file was moved away): asks the `workers` to write out
+    /// what they buffered (waiting for them up to a second), then opens the log path afresh and
+    /// puts the new file in place of the old one. `dup2` swaps the file under the descriptor
+    /// every worker already writes to, so nothing is locked; a batch being written at that
+    /// moment lands whole in one file or the other.
     /// `Ok(false)`: the log goes to standard output, nothing to reopen.
-    pub fn reopen(&self) -> std::io::Result<bool> {
+    pub fn rotate(&self, workers: usize) -> std::io::Result<bool> {
         use std::os::fd::AsRawFd;
-        let Sink::File { file, path } = self else {
+        let Sink::File {
+            file,
+            path,
+            rotation,
+        } = self
+        else {
             return Ok(false);
         };
+        rotation.flushed.store(0, Ordering::SeqCst);
+        rotation.asked.fetch_add(1, Ordering::SeqCst);
+        let until = std::time::Instant::now() + ROTATION_WAIT;
+        while rotation.flushed.load(Ordering::SeqCst) < workers && std::time::Instant::now() < until
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let fresh = open_append(path)?;
         // SAFETY: both descriptors are open; dup2 replaces `file`'s atomically.
         if unsafe { libc::dup2(fresh.as_raw_fd(), file.as_raw_fd()) } < 0 {
@@ -73,6 +106,8 @@ pub struct Entry<'a> {
 pub struct AccessLog {
     sink: Option<Arc<Sink>>,
     buf: RefCell<Vec<u8>>,
+    /// The last rotation this worker flushed for.
+    rotation_seen: Cell<u64>,
 }
 
 const FLUSH_AT: usize = 32 * 1024;
@@ -82,6 +117,7 @@ impl AccessLog {
         AccessLog {
             sink,
             buf: RefCell::new(Vec::with_capacity(FLUSH_AT + 1024)),
+            rotation_seen: Cell::new(0),
         }
     }
 
@@ -127,6 +163,19 @@ impl AccessLog {
             upstream: None,
             duration: Duration::ZERO,
         });
+    }
+
+    /// Called every housekeeping tick: when a rotation was asked for, writes out the buffered
+    /// lines (to the file about to be rotated away) and says so.
+    pub fn follow_rotation(&self) {
+        if let Some(Sink::File { rotation, .. }) = self.sink.as_deref() {
+            let asked = rotation.asked.load(Ordering::SeqCst);
+            if asked != self.rotation_seen.get() {
+                self.flush();
+                self.rotation_seen.set(asked);
+                rotation.flushed.fetch_add(1, Ordering::SeqCst);
+            }
+        }
     }
 
     /// Writes buffered lines (called on a timer and at exit).

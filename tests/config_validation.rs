@@ -309,6 +309,24 @@ fn empty_methods_are_refused() {
     );
 }
 
+/// Methods are tokens (RFC 9110 §9.1): registered ones such as VERSION-CONTROL carry a '-';
+/// what is not a token is refused.
+#[test]
+fn methods_are_tokens() {
+    let (_cfg, out) = validate(&replace(
+        "[\"GET\", \"POST\"]",
+        "[\"GET\", \"VERSION-CONTROL\", \"M-SEARCH\"]",
+    ));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    refused(
+        &replace("[\"GET\", \"POST\"]", "[\"GET\", \"PO ST\"]"),
+        "routes[0].methods[1]",
+        21,
+        "expected an HTTP method name",
+    );
+}
+
 #[test]
 fn port_zero_and_duplicate_listeners_are_refused() {
     refused(

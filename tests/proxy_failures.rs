@@ -943,3 +943,53 @@ fn server_wide_options_is_forwarded_as_asterisk() {
         assert_eq!(seen.lock().unwrap().last().map(String::as_str), Some(want));
     }
 }
+
+/// RFC 9112 §6.1: an HTTP/1.0 response with Transfer-Encoding has faulty framing. Its chunked
+/// body is still decoded for the client, but the upstream connection is never used again,
+/// whatever its `Connection: keep-alive` says.
+#[test]
+fn chunked_from_an_http10_upstream_is_not_reused() {
+    let up = RawUpstream::start(|mut c| {
+        while c.read_head().is_some() {
+            c.write(
+                b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n\
+                  3\r\nabc\r\n0\r\n\r\n",
+            );
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    for _ in 0..3 {
+        let r = c.request(&get("/"));
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"abc"[..]));
+    }
+    assert_eq!(
+        up.accepted(),
+        3,
+        "an HTTP/1.0 chunked response's connection was reused"
+    );
+}
+
+/// ringway's own answers to an HTTP/1.0 client that asked to keep the connection say
+/// `Connection: keep-alive` when it is kept (else the client waits for a close that never
+/// comes: `ab -k` hangs), and the connection then serves the next request.
+#[test]
+fn own_answers_keep_http10_connections_alive_by_saying_so() {
+    let nothing_there = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let gw = gateway_for(nothing_there, "");
+    let mut c = gw.conn();
+    for _ in 0..2 {
+        let r = c.request(b"GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert_eq!(r.status, 502);
+        assert_eq!(
+            r.header("connection"),
+            Some("keep-alive"),
+            "{:?}",
+            r.headers
+        );
+    }
+    // Without the request for it, an HTTP/1.0 connection closes after the answer.
+    let r = c.request(b"GET /x HTTP/1.0\r\n\r\n");
+    assert_eq!(r.status, 502);
+    assert!(c.is_closed(Duration::from_secs(2)));
+}

@@ -274,7 +274,7 @@ impl Snapshot {
                 }
                 Some(m) => {
                     for (j, name) in m.iter().enumerate() {
-                        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphabetic()) {
+                        if !is_token(name) {
                             return Err(err(
                                 format!("routes[{i}].methods[{j}]"),
                                 format!(
@@ -326,8 +326,7 @@ impl Snapshot {
                 ));
             }
             for (j, p) in r.upgrades.iter().enumerate() {
-                let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
-                if p.is_empty() || !p.bytes().all(token) {
+                if !is_token(p) {
                     return Err(err(
                         format!("routes[{i}].upgrades[{j}]"),
                         format!("expected a protocol name such as \"websocket\", got {p:?}"),
@@ -535,4 +534,10 @@ impl SnapshotHandle {
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
+}
+
+/// A token (RFC 9110 §5.6.2): what method names and protocol names are made of.
+fn is_token(s: &str) -> bool {
+    let tchar = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
+    !s.is_empty() && s.bytes().all(tchar)
 }

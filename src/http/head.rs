@@ -600,7 +600,9 @@ fn classify_response(
     } else {
         f.conn.keep_alive && !f.conn.close
     };
-    if head.body == BodyKind::Close {
+    // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing; its
+    // body is read as chunked, but the connection is not used again.
+    if head.body == BodyKind::Close || (f.te && head.minor == 0) {
         head.keep_alive = false;
     }
     if f.conn.names_fields {
@@ -944,6 +946,20 @@ mod tests {
             false
         )
         .is_err());
+        // RFC 9112 §6.1: chunked from an HTTP/1.0 upstream is decoded, then the connection
+        // closes, whatever it asked for.
+        let h = resp(
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!((h.body, h.keep_alive), (BodyKind::Chunked, false));
+        let h = resp(
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!((h.body, h.keep_alive), (BodyKind::Length(3), true));
         assert!(resp("HTTP/1.1 2000 OK\r\n\r\n", false).is_err());
         assert!(resp("garbage\r\n\r\n", false).is_err());
         assert!(resp("HTTP/1.1 200 OK\nContent-Length: 3\n\n", false).is_err());

@@ -136,10 +136,14 @@ fn reply_with<'a, S: Stream>(
     status: u16,
     msg: &'a str,
     mut close: bool,
-    extra: String,
+    mut extra: String,
 ) -> Pin<Box<dyn Future<Output = Next> + 'a>> {
     Box::pin(async move {
         close |= b.req.body.has_body() || !b.req.keep_alive;
+        if !close && b.req.minor == 0 {
+            // An HTTP/1.0 client keeps the connection only when the answer says so.
+            extra.push_str("connection: keep-alive\r\n");
+        }
         // The head is consumed even when nothing was forwarded, or it would be served again.
         b.cpos = b.cpos.max(b.req.head_len);
         f.status = status;

@@ -92,7 +92,13 @@ pub fn run(snap: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         listen = %listeners.join(","),
         "ringway ready"
     );
-    wait_for_stop(&signals, &handle, config_path.as_deref(), sink.as_deref());
+    wait_for_stop(
+        &signals,
+        &handle,
+        config_path.as_deref(),
+        sink.as_deref(),
+        workers,
+    );
     notify::notify("STOPPING=1");
     tracing::info!(drain_timeout = ?drain, "draining");
     stop_workers(&ctrls);
@@ -135,12 +141,16 @@ fn wait_for_stop(
     handle: &Arc<SnapshotHandle>,
     path: Option<&std::path::Path>,
     sink: Option<&Sink>,
+    workers: usize,
 ) {
+    // What the process runs with: a reload's restart-only changes are measured against this,
+    // not against the last file loaded (which may itself have been waiting for a restart).
+    let running = handle.load();
     loop {
         match signals.wait() {
-            Ok(Signal::SIGHUP) => reload(handle, path),
+            Ok(Signal::SIGHUP) => reload(handle, &running, path),
             // Log rotation: the access log is reopened at its configured path.
-            Ok(Signal::SIGUSR1) => match sink.map(Sink::reopen) {
+            Ok(Signal::SIGUSR1) => match sink.map(|s| s.rotate(workers)) {
                 None | Some(Ok(false)) => tracing::info!("SIGUSR1: no access log file to reopen"),
                 Some(Ok(true)) => tracing::info!("access log reopened"),
                 Some(Err(e)) => {
@@ -160,7 +170,7 @@ fn wait_for_stop(
 }
 
 /// A failed reload leaves the old config serving.
-fn reload(handle: &Arc<SnapshotHandle>, path: Option<&std::path::Path>) {
+fn reload(handle: &Arc<SnapshotHandle>, running: &Snapshot, path: Option<&std::path::Path>) {
     let Some(path) = path else {
         tracing::warn!("SIGHUP ignored: no config file to reload");
         return;
@@ -168,7 +178,7 @@ fn reload(handle: &Arc<SnapshotHandle>, path: Option<&std::path::Path>) {
     notify::notify("RELOADING=1");
     match config::load_file(path) {
         Ok(new) => {
-            let pending = restart_only_changes(&handle.load(), &new);
+            let pending = restart_only_changes(running, &new);
             if !pending.is_empty() {
                 tracing::warn!(
                     keys = %pending.join(", "),

@@ -232,6 +232,7 @@ async fn housekeeping(w: Rc<WorkerState>, stop: Rc<Stop>) {
             _ = stop.wait() => return,
         }
         w.waits.sweep();
+        w.log.follow_rotation();
         ticks = ticks.wrapping_add(1);
         if ticks.is_multiple_of(10) {
             w.sweep();
