@@ -79,8 +79,9 @@ impl SocketDeadlines {
     }
 
     /// Like [`register_exact`](Self::register_exact), but expiry shuts the socket down both
-    /// ways: for a tunnel, whose idle limit ends reads and writes alike. Re-[`arm`]ed on
-    /// every byte moved, so it counts from the last activity.
+    /// ways, which also fails a pending write: for a tunnel, whose idle limit ends reads and
+    /// writes alike, and for a write's progress limit. Re-[`arm`]ed on every byte moved, so it
+    /// counts from the last progress.
     ///
     /// [`arm`]: Deadline::arm
     pub fn register_closing(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {

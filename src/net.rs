@@ -12,6 +12,8 @@ use monoio::buf::{IoBuf, IoBufMut, SliceMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelableAsyncReadRent, Canceller, Split};
 use monoio::net::TcpStream;
 
+use crate::deadlines::SocketDeadlines;
+
 /// A client- or upstream-side byte stream.
 pub trait Stream:
     AsyncReadRent + AsyncWriteRent + CancelableAsyncReadRent + Split + 'static
@@ -166,14 +168,46 @@ pub fn with_timeout<F: std::future::Future>(
     Map::new(monoio::time::timeout(dur, f), Result::ok)
 }
 
-/// Sets TCP_USER_TIMEOUT: unacknowledged or unsendable (zero-window) data older than `d` fails
-/// the connection, which makes it the write timeout for every write on the socket.
-pub fn set_user_timeout<T: AsRawFd>(s: &T, d: Duration) {
-    // SAFETY: the fd is open for the lifetime of `s`; BorrowedFd does not outlive this call.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(s.as_raw_fd()) };
-    if let Err(e) = socket2::SockRef::from(&fd).set_tcp_user_timeout(Some(d)) {
-        tracing::debug!(error = %e, "TCP_USER_TIMEOUT not set");
+/// How long a write may go without the peer taking a byte, and the worker's deadlines that
+/// enforce it.
+#[derive(Clone, Copy)]
+pub struct SendLimit<'a> {
+    pub waits: &'a SocketDeadlines,
+    pub timeout: Duration,
+}
+
+/// Writes all of `buf`, returning the buffer for reuse; fails with `ETIMEDOUT` when the peer
+/// takes nothing for `limit.timeout`. The limit counts from the last progress, as nginx's
+/// `send_timeout` does: a slow reader that keeps reading is never cut, one that stopped is (its
+/// socket is shut down both ways, which fails the write). Not `TCP_USER_TIMEOUT`: the kernel
+/// aborts a connection whose window only reopens in small steps (a slow reader) within about
+/// that timeout, though bytes keep moving.
+pub async fn write_all_within<S: AsyncWriteRent + AsStream, B: IoBuf + 'static>(
+    s: &mut S,
+    buf: B,
+    limit: SendLimit<'_>,
+) -> (io::Result<()>, B) {
+    let deadline = limit
+        .waits
+        .register_closing(s.as_stream().socket_fd(), limit.timeout);
+    let len = buf.bytes_init();
+    let (mut buf, mut done) = (buf, 0);
+    while done < len {
+        let (r, slice) = s.write(buf.slice(done..)).await;
+        buf = slice.into_inner();
+        match r {
+            Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+            Ok(n) => done += n,
+            Err(_) if deadline.expired() => {
+                return (Err(io::Error::from_raw_os_error(libc::ETIMEDOUT)), buf)
+            }
+            Err(e) => return (Err(e), buf),
+        }
+        if done < len {
+            deadline.arm(limit.timeout);
+        }
     }
+    (Ok(()), buf)
 }
 
 /// Borrowed read half of a stream (see [`halves`]).

@@ -854,7 +854,7 @@ fn early_answers_reach_clients_that_write_their_whole_body_first() {
 
 /// An upstream that takes the request head and then stops reading the body (and never
 /// answers) is a timeout, not a closed connection: 504 about one response timeout after it
-/// stopped taking bytes (the socket's TCP_USER_TIMEOUT gives up on it), in every relay mode.
+/// stopped taking bytes, in every relay mode.
 #[test]
 fn upstream_that_stops_reading_the_upload_is_504() {
     let up = RawUpstream::start(|mut c| {
@@ -992,4 +992,62 @@ fn own_answers_keep_http10_connections_alive_by_saying_so() {
     let r = c.request(b"GET /x HTTP/1.0\r\n\r\n");
     assert_eq!(r.status, 502);
     assert!(c.is_closed(Duration::from_secs(2)));
+}
+
+/// `send_timeout` counts from the client's last progress, as nginx's does: a client that reads
+/// a large response slowly but steadily is never cut (the kernel's TCP_USER_TIMEOUT would reset
+/// it within a few timeouts: its window only reopens in small steps), in any relay mode; a
+/// client that stops reading is cut.
+#[test]
+fn send_timeout_cuts_stalled_readers_not_slow_ones() {
+    use std::io::{Read, Write};
+    let b = backend();
+    let small_window = |addr: std::net::SocketAddr| {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_recv_buffer_size(16 * 1024).unwrap();
+        s.connect(&addr.into()).unwrap();
+        let s: std::net::TcpStream = s.into();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    std::thread::scope(|scope| {
+        for relay in ["auto", "copy"] {
+            let b = &b;
+            scope.spawn(move || {
+                let gw = Gateway::start(
+                    &config_with(free_port(), b.addr, "", "", &format!("relay = \"{relay}\""))
+                        .replace("[[upstreams]]", "send_timeout = \"1s\"\n\n[[upstreams]]"),
+                );
+                // 1 KiB every 100 ms (~10 KB/s) for 5 s: five send timeouts, always reading.
+                let mut s = small_window(gw.addr);
+                s.write_all(&get("/size/20000000")).unwrap();
+                let mut buf = vec![0u8; 1024];
+                let started = Instant::now();
+                while started.elapsed() < Duration::from_secs(5) {
+                    match s.read(&mut buf) {
+                        Ok(n) if n > 0 => {}
+                        r => panic!(
+                            "{relay}: slow reader cut after {:?}: {r:?}",
+                            started.elapsed()
+                        ),
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                // A client that stops reading is cut: after a pause of three send timeouts
+                // it finds the stream ended well short of the body.
+                let mut s = small_window(gw.addr);
+                s.write_all(&get("/size/200000000")).unwrap();
+                std::thread::sleep(Duration::from_secs(3));
+                let mut buf = vec![0u8; 65536];
+                let mut total = 0usize;
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => total += n,
+                    }
+                    assert!(total < 100_000_000, "{relay}: stalled reader never cut");
+                }
+            });
+        }
+    });
 }

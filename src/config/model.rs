@@ -132,8 +132,8 @@ pub struct Listener {
     /// How long an idle keep-alive client connection is kept.
     #[serde(default = "defaults::keepalive_timeout")]
     pub keepalive_timeout: Duration,
-    /// A client that reads nothing of a response for this long is disconnected (enforced by the
-    /// kernel through TCP_USER_TIMEOUT, so writes need no timer of their own).
+    /// A client that takes nothing of a response for this long is disconnected (counted from
+    /// the last byte it took, so a slow reader that keeps reading is never cut).
     #[serde(default = "defaults::send_timeout")]
     pub send_timeout: Duration,
 }

@@ -102,8 +102,8 @@ impl Snapshot {
         }
         // A zero timeout cannot work anywhere it is checked: a zero head or response timeout
         // fails every request, a zero keep-alive closes connections a client may be reusing
-        // (dropping the request it just sent), a zero send timeout is the kernel's "no
-        // TCP_USER_TIMEOUT" and a zero connect timeout never connects.
+        // (dropping the request it just sent), a zero send timeout cuts every write that has
+        // to wait, and a zero connect timeout never connects.
         let positive = |key: String, d: Duration, example: &str| {
             if d.is_zero() {
                 Err(err(

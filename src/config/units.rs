@@ -19,8 +19,8 @@ impl Duration {
 pub struct ByteSize(pub u64);
 
 /// The largest duration a config accepts: 30 days (`"720h"`). Larger values would overflow
-/// `Instant` arithmetic (a panic on every request or at shutdown) and TCP_USER_TIMEOUT's `u32`
-/// milliseconds (49.7 days); no timeout in ringway needs more than days.
+/// `Instant` arithmetic (a panic on every request or at shutdown); no timeout in ringway needs
+/// more than days.
 pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 fn split_unit(s: &str) -> Option<(u64, &str)> {

@@ -18,7 +18,7 @@ use crate::config::{LimitsSpec, RelayMode};
 use crate::deadlines::SocketDeadlines;
 use crate::http::head::{normalize_target, HeadLimits};
 use crate::http::parse_request;
-use crate::net::{read_append, write_all, Stream};
+use crate::net::{read_append, write_all_within, Stream};
 use crate::relay::tunnel::{self, TunnelRelay};
 use crate::upstream::UpConn;
 
@@ -170,8 +170,7 @@ async fn reject<S: Stream>(
     let bytes = error_response(&mut b.out, status, why, true, head) as u64;
     // The head did not parse: log what ringway answered, without a request line.
     w.log.log_unread(&info.peer_ip, status, bytes);
-    // Bounded by the socket's TCP_USER_TIMEOUT (the listener's send_timeout).
-    let _ = write_all(client, take(&mut b.out)).await;
+    let _ = write_all_within(client, take(&mut b.out), info.send_limit(&w.waits)).await;
 }
 
 /// How long a closing connection keeps reading what the client still sends, in all and

@@ -21,7 +21,7 @@ use crate::config::{RelayMode, RouteSpec};
 use crate::http::head::is_forwarded_for;
 use crate::http::head::HeaderRef;
 use crate::http::BodyKind;
-use crate::net::{halves, write_all, Stream};
+use crate::net::{halves, write_all_within, SendLimit, Stream};
 use crate::relay::pipes::PipePool;
 use crate::upstream::{ConnectError, UpConn};
 
@@ -119,18 +119,21 @@ pub async fn exchange<S: Stream>(
 /// every exchange, at each of the many places that can fail.
 fn reply<'a, S: Stream>(
     client: &'a mut S,
+    lim: SendLimit<'a>,
     b: &'a mut Buffers,
     f: &'a mut Facts,
     status: u16,
     msg: &'a str,
     close: bool,
 ) -> Pin<Box<dyn Future<Output = Next> + 'a>> {
-    reply_with(client, b, f, status, msg, close, String::new())
+    reply_with(client, lim, b, f, status, msg, close, String::new())
 }
 
 /// [`reply`] with extra header lines.
+#[allow(clippy::too_many_arguments)]
 fn reply_with<'a, S: Stream>(
     client: &'a mut S,
+    lim: SendLimit<'a>,
     b: &'a mut Buffers,
     f: &'a mut Facts,
     status: u16,
@@ -149,7 +152,7 @@ fn reply_with<'a, S: Stream>(
         f.status = status;
         let head = b.req.is_head;
         f.bytes = error_response_with(&mut b.out, status, msg, close, head, &extra) as u64;
-        let (r, out) = write_all(client, take(&mut b.out)).await;
+        let (r, out) = write_all_within(client, take(&mut b.out), lim).await;
         b.out = out;
         if close || r.is_err() {
             Next::Close
@@ -167,21 +170,22 @@ async fn forward<S: Stream>(
     w: &WorkerState,
     f: &mut Facts,
 ) -> Next {
+    let lim = info.send_limit(&w.waits);
     let host = b.req.host.map_or(&b""[..], |h| h.get(&b.cbuf));
     let route_i = match g
         .router
         .find(host, b.req.path(&b.cbuf), b.req.method(&b.cbuf))
     {
         Ok(i) => i,
-        Err(Miss::NotFound) => return reply(client, b, f, 404, "no route", false).await,
+        Err(Miss::NotFound) => return reply(client, lim, b, f, 404, "no route", false).await,
         Err(Miss::AmbiguousPath) => {
             let why = "encoded slash or backslash in the path would select another route";
-            return reply(client, b, f, 400, why, true).await;
+            return reply(client, lim, b, f, 400, why, true).await;
         }
         Err(Miss::MethodNotAllowed(i)) => {
             // RFC 9110 §15.5.6: a 405 lists the methods the resource allows.
             let allow = format!("allow: {}\r\n", g.router.allowed(i));
-            return reply_with(client, b, f, 405, "method not allowed", false, allow).await;
+            return reply_with(client, lim, b, f, 405, "method not allowed", false, allow).await;
         }
     };
     let route = g.router.route(route_i);
@@ -196,7 +200,7 @@ async fn forward<S: Stream>(
     let limits = &g.snap.limits;
     if let BodyKind::Length(n) = b.req.body {
         if n > limits.max_body_bytes {
-            return reply(client, b, f, 413, "request body too large", true).await;
+            return reply(client, lim, b, f, 413, "request body too large", true).await;
         }
     }
     let mut body = RequestBody::new(b.req.body, limits.max_body_bytes);
@@ -204,7 +208,7 @@ async fn forward<S: Stream>(
     b.cpos = b.req.head_len;
     match body.consume(&b.cbuf[b.cpos..], &mut b.out) {
         Ok(used) => b.cpos += used,
-        Err(e) => return reply(client, b, f, e.status(), e.message(), true).await,
+        Err(e) => return reply(client, lim, b, f, e.status(), e.message(), true).await,
     }
     let retryable = b.req.body == BodyKind::None && b.req.is_idempotent(&b.cbuf);
     let timeout = route.response_timeout;
@@ -242,23 +246,27 @@ async fn forward<S: Stream>(
             // The log names the server that failed last.
             Err(ConnectError::Failed(addr, _)) => {
                 f.upstream = Some(addr);
-                return reply(client, b, f, 502, "upstream unavailable", false).await;
+                return reply(client, lim, b, f, 502, "upstream unavailable", false).await;
             }
             Err(ConnectError::Timeout(addr)) => {
                 f.upstream = Some(addr);
-                return reply(client, b, f, 504, "upstream connect timeout", false).await;
+                return reply(client, lim, b, f, 504, "upstream connect timeout", false).await;
             }
         };
         f.upstream = Some(conn.addr);
         let retry = conn.reused && retryable && attempt == 1;
-        let (r, out) = write_all(&mut conn.stream, take(&mut b.out)).await;
+        let up_lim = SendLimit {
+            waits: &w.waits,
+            timeout: route.response_timeout,
+        };
+        let (r, out) = write_all_within(&mut conn.stream, take(&mut b.out), up_lim).await;
         b.out = out;
         match r {
             Ok(()) => {}
             Err(_) if retry => continue,
             Err(e) => {
                 let e = upstream_write_error(e);
-                return reply(client, b, f, e.status(), e.message(), true).await;
+                return reply(client, lim, b, f, e.status(), e.message(), true).await;
             }
         }
         if !body.complete() {
@@ -271,13 +279,14 @@ async fn forward<S: Stream>(
             Some(timeout),
             max_head,
             &w.waits,
+            lim,
         )
         .await
         {
             Ok(()) => break conn,
             Err(HeadFail::Empty) if retry => continue,
             Err(HeadFail::Client) => return Next::Close,
-            Err(e) => return reply(client, b, f, e.status(), e.message(), true).await,
+            Err(e) => return reply(client, lim, b, f, e.status(), e.message(), true).await,
         }
     };
     if !body.complete() {
@@ -291,11 +300,11 @@ async fn forward<S: Stream>(
     f.status = b.resp.status;
     if b.resp.status == 101 {
         // Boxed: rare, and it holds the upstream connection by value.
-        return Box::pin(upgrade(client, b, conn, f, route)).await;
+        return Box::pin(upgrade(client, lim, b, conn, f, route)).await;
     }
     match respond(client, &mut conn.stream, b, w, f, timeouts, pipes).await {
         Ok(keep) => finish(keep, true, conn, route, g, w),
-        Err(RespondError::BadBody) => reply(client, b, f, 502, BAD_BODY, true).await,
+        Err(RespondError::BadBody) => reply(client, lim, b, f, 502, BAD_BODY, true).await,
         Err(RespondError::Closed) => Next::Close,
     }
 }
@@ -335,9 +344,10 @@ async fn duplex<S: Stream>(
     f: &mut Facts,
     pipes: Option<&PipePool>,
 ) -> Next {
+    let lim = info.send_limit(&w.waits);
     if b.req.expect_continue && b.req.minor == 1 {
         // ringway answers the expectation itself once it is ready to take the body.
-        let (r, _) = write_all(client, &b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
+        let (r, _) = write_all_within(client, &b"HTTP/1.1 100 Continue\r\n\r\n"[..], lim).await;
         if r.is_err() {
             return Next::Close;
         }
@@ -368,11 +378,14 @@ async fn duplex<S: Stream>(
         let plan = UploadPlan {
             pipes,
             read_timeout: info.header_timeout,
-            write_timeout: timeout,
+            write: SendLimit {
+                waits: &w.waits,
+                timeout,
+            },
         };
         let mut up = pin!(upload(&mut cr, &mut uw, ubuf, body, plan));
         let mut down = pin!(async {
-            let head = read_final_head(&mut cw, &mut ur, b, None, max_head, &w.waits).await;
+            let head = read_final_head(&mut cw, &mut ur, b, None, max_head, &w.waits, lim).await;
             head_in.set(true);
             head_wait.disarm();
             match head {
@@ -414,7 +427,11 @@ async fn duplex<S: Stream>(
                 Err(_) => (Some(u), None),
             },
             d = &mut down => {
-                if switching.get() {
+                // A switch waits for the body; so does an upstream connection that ended
+                // before its answer, since the upload says why: a write that timed out (the
+                // upstream stopped taking the body; its socket was shut down for it) is a
+                // 504, not the closed connection the head read saw.
+                if switching.get() || matches!(d, Err(HeadFail::Empty | HeadFail::Cut)) {
                     (Some(up.await), Some(d))
                 } else {
                     (None, Some(d))
@@ -428,20 +445,20 @@ async fn duplex<S: Stream>(
     let request_done = matches!(up_result, Some(Ok(())));
     if switching.get() && request_done {
         f.status = 101;
-        return Box::pin(upgrade(client, b, conn, f, route)).await;
+        return Box::pin(upgrade(client, lim, b, conn, f, route)).await;
     }
     match (up_result, down_result) {
         (_, Some(Ok(keep))) => finish(keep, request_done, conn, route, g, w),
         _ if responded.get() => Next::Close,
         (Some(Err(SendError::Client)), _) => Next::Close,
-        (Some(Err(e)), None) => reply(client, b, f, e.status(), e.message(), true).await,
+        (Some(Err(e)), None) => reply(client, lim, b, f, e.status(), e.message(), true).await,
         // The upstream stopped taking the body and its socket timed out: no answer could
         // follow, and the timeout is the news (504), not the dead connection it left.
         (Some(Err(e @ SendError::UpstreamTimeout)), Some(Err(HeadFail::Empty | HeadFail::Cut))) => {
-            reply(client, b, f, e.status(), e.message(), true).await
+            reply(client, lim, b, f, e.status(), e.message(), true).await
         }
         (_, Some(Err(HeadFail::Client))) => Next::Close,
-        (_, Some(Err(e))) => reply(client, b, f, e.status(), e.message(), true).await,
+        (_, Some(Err(e))) => reply(client, lim, b, f, e.status(), e.message(), true).await,
         (_, None) => Next::Close,
     }
 }
@@ -557,21 +574,23 @@ pub(super) fn copy_fields(
 }
 
 /// Progress of the request body toward the upstream.
-async fn upgrade<S: Stream>(
-    client: &mut S,
-    b: &mut Buffers,
+async fn upgrade<'a, S: Stream>(
+    client: &'a mut S,
+    lim: SendLimit<'a>,
+    b: &'a mut Buffers,
     conn: UpConn,
     f: &mut Facts,
     route: &RouteSpec,
 ) -> Next {
     if b.req.upgrade.is_none() {
-        return reply(client, b, f, 502, "unexpected 101 from upstream", true).await;
+        return reply(client, lim, b, f, 502, "unexpected 101 from upstream", true).await;
     }
     // RFC 9110 §15.2.2: a 101 names the protocol it switches to, one the client offered (and
     // the route allows: no other offer was passed on).
     let Some(chosen) = switched_to(b) else {
         return reply(
             client,
+            lim,
             b,
             f,
             502,
@@ -583,10 +602,10 @@ async fn upgrade<S: Stream>(
     let offered = b.req.upgrade.map_or(&b""[..], |u| u.get(&b.cbuf));
     if !allowed_offers(route, offered).any(|o| protocol(o).eq_ignore_ascii_case(chosen)) {
         let why = "101 from upstream switches to a protocol the client did not offer";
-        return reply(client, b, f, 502, why, true).await;
+        return reply(client, lim, b, f, 502, why, true).await;
     }
     build_client_head(b, ClientFraming::None, true);
-    let (r, out) = write_all(client, take(&mut b.out)).await;
+    let (r, out) = write_all_within(client, take(&mut b.out), lim).await;
     b.out = out;
     if r.is_err() {
         return Next::Close;

@@ -8,7 +8,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::http::date::push_date_line;
 use crate::http::{parse_response, BodyKind, ChunkedDecoder, ChunkedOutput};
-use crate::net::{grow_if_full, read_append, write_all, AsStream, Stream};
+use crate::net::{grow_if_full, read_append, write_all_within, AsStream, SendLimit, Stream};
 use crate::relay::pipes::PipePool;
 use crate::relay::splice::{self, Deadlines, Fail};
 use crate::relay::stream::{self, StreamRead};
@@ -59,14 +59,19 @@ impl HeadFail {
 /// Reads response heads until a final one (or 101), forwarding interim 1xx to HTTP/1.1 clients.
 /// `timeout` limits each read; `None` leaves the limit to the caller, who holds a deadline on
 /// the upstream socket and maps the EOF its expiry causes (`Empty` or `Cut`) to a timeout.
-pub(super) async fn read_final_head<C: AsyncWriteRent, U: AsyncReadRent + AsStream>(
+pub(super) async fn read_final_head<C, U>(
     client: &mut C,
     up: &mut U,
     b: &mut Buffers,
     timeout: Option<Duration>,
     max_head: usize,
     deadlines: &SocketDeadlines,
-) -> Result<(), HeadFail> {
+    lim: SendLimit<'_>,
+) -> Result<(), HeadFail>
+where
+    C: AsyncWriteRent + AsStream,
+    U: AsyncReadRent + AsStream,
+{
     let is_head = b.req.is_head;
     b.ubuf.clear();
     for _ in 0..=MAX_INTERIM {
@@ -77,7 +82,7 @@ pub(super) async fn read_final_head<C: AsyncWriteRent, U: AsyncReadRent + AsStre
         }
         if b.req.minor == 1 {
             build_client_head(b, ClientFraming::None, true);
-            let (r, out) = write_all(client, take(&mut b.out)).await;
+            let (r, out) = write_all_within(client, take(&mut b.out), lim).await;
             b.out = out;
             r.map_err(|_| HeadFail::Client)?;
         }
@@ -114,7 +119,7 @@ async fn read_head<U: AsyncReadRent + AsStream>(
         }
         match r {
             Ok(n) if n > 0 => {}
-            // TCP_USER_TIMEOUT gave up on an upstream that stopped taking the request body.
+            // The kernel gave up on an upstream that stopped acknowledging.
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(HeadFail::Timeout),
             _ if had == 0 => return Err(HeadFail::Empty),
             _ => return Err(HeadFail::Cut),
@@ -185,8 +190,8 @@ pub(super) fn build_client_head(b: &mut Buffers, framing: ClientFraming, keep: b
 pub(super) struct Timeouts {
     pub response: Duration,
     pub stream_idle: Duration,
-    /// The client's send timeout: how long a client may stop reading (it bounds a splice
-    /// relay's wait for the client, as TCP_USER_TIMEOUT bounds a copy relay's writes).
+    /// The client's send timeout: how long a client may take nothing (a splice relay's wait
+    /// for the client; copied writes go through `SendLimit`).
     pub client_send: Duration,
 }
 
@@ -232,19 +237,23 @@ where
     // after this response anyway, which is legal without a `Connection: close`.
     let keep_client = b.req.keep_alive && framing != ClientFraming::Close && !w.draining.get();
     build_client_head(b, framing, keep_client);
+    let lim = SendLimit {
+        waits: &w.waits,
+        timeout: t.client_send,
+    };
     let mut relay = ResponseBody::new(b.resp.body, http10);
     let start = b.resp.head_len;
     // Nothing has reached the client yet, so a malformed start of the body is a 502.
     relay
         .consume(b, start, f)
         .map_err(|()| RespondError::BadBody)?;
-    client_write(client, b)
+    client_write(client, b, lim)
         .await
         .map_err(|()| RespondError::Closed)?;
     if !relay.done {
         // Boxed: the rest of a body needs timers and relays whose state would otherwise make
         // every exchange future large (and 128-byte aligned), though most bodies are done here.
-        Box::pin(relay_rest(client, up, b, f, t, pipes, &mut relay))
+        Box::pin(relay_rest(client, up, b, f, (t, lim), pipes, &mut relay))
             .await
             .map_err(|()| RespondError::Closed)?;
     }
@@ -260,7 +269,7 @@ async fn relay_rest<C, U>(
     up: &mut U,
     b: &mut Buffers,
     f: &mut Facts,
-    t: Timeouts,
+    (t, lim): (Timeouts, SendLimit<'_>),
     pipes: Option<&PipePool>,
     relay: &mut ResponseBody,
 ) -> Result<(), ()>
@@ -321,7 +330,7 @@ where
         }
         b.out.clear();
         relay.consume(b, 0, f)?;
-        client_write(client, b).await?;
+        client_write(client, b, lim).await?;
     }
     Ok(())
 }
@@ -347,13 +356,16 @@ fn release_for_wait(b: &mut Buffers) {
     b.cbuf.shrink_to_fit();
 }
 
-/// Untimed: the listener's send_timeout is the socket's TCP_USER_TIMEOUT, which fails a write
-/// the client never takes.
-async fn client_write<C: AsyncWriteRent>(client: &mut C, b: &mut Buffers) -> Result<(), ()> {
+/// Writes `out` to the client, failing when the client takes nothing for `lim`.
+async fn client_write<C: AsyncWriteRent + AsStream>(
+    client: &mut C,
+    b: &mut Buffers,
+    lim: SendLimit<'_>,
+) -> Result<(), ()> {
     if b.out.is_empty() {
         return Ok(());
     }
-    let (r, out) = write_all(client, take(&mut b.out)).await;
+    let (r, out) = write_all_within(client, take(&mut b.out), lim).await;
     b.out = out;
     r.map_err(|_| ())
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::accesslog::AccessLog;
 use crate::config::{ListenerSpec, Snapshot, SnapshotHandle};
 use crate::http::{RequestHead, ResponseHead};
+use crate::net::SendLimit;
 use crate::relay::pipes::PipePool;
 use crate::upstream::Pools;
 
@@ -187,8 +188,7 @@ pub struct ConnInfo {
     pub proto: &'static str,
     pub header_timeout: Duration,
     pub keepalive_timeout: Duration,
-    /// How long the client may leave sent bytes unread (TCP_USER_TIMEOUT on its socket; also
-    /// the limit of a splice relay's wait for the client to take more).
+    /// How long a write to the client may go without the client taking a byte.
     pub send_timeout: Duration,
 }
 
@@ -201,6 +201,14 @@ impl ConnInfo {
             header_timeout: l.header_timeout,
             keepalive_timeout: l.keepalive_timeout,
             send_timeout: l.send_timeout,
+        }
+    }
+
+    /// The limit on writes to this client.
+    pub fn send_limit<'a>(&self, waits: &'a SocketDeadlines) -> SendLimit<'a> {
+        SendLimit {
+            waits,
+            timeout: self.send_timeout,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent};
 
 use crate::http::{BodyKind, ChunkedDecoder, ChunkedOutput};
-use crate::net::{grow_if_full, read_append_timeout, write_all, AsStream, Read};
+use crate::net::{grow_if_full, read_append_timeout, write_all_within, AsStream, Read, SendLimit};
 use crate::relay::pipes::PipePool;
 use crate::relay::splice::{self, Deadlines, Fail};
 
@@ -34,9 +34,9 @@ pub(super) enum SendError {
     UpstreamTimeout,
 }
 
-/// A failed write to the upstream: a timeout when the socket's TCP_USER_TIMEOUT (the response
-/// timeout) gave up on an upstream that stopped taking bytes — it closed nothing (504, as
-/// nginx and HAProxy answer) — else a broken connection (502).
+/// A failed write to the upstream: a timeout when the upstream took nothing for the response
+/// timeout — it closed nothing (504, as nginx and HAProxy answer) — else a broken connection
+/// (502).
 pub(super) fn upstream_write_error(e: std::io::Error) -> SendError {
     if e.kind() == std::io::ErrorKind::TimedOut {
         SendError::UpstreamTimeout
@@ -120,16 +120,16 @@ pub(super) struct UploadBuf<'a> {
     pub head_len: usize,
 }
 
-/// How the body may travel: `pipes` when it may bypass user space (splice), and the timeouts
-/// for client reads and upstream writes.
+/// How the body may travel: `pipes` when it may bypass user space (splice), the timeout for
+/// client reads, and the limit on upstream writes.
 pub(super) struct UploadPlan<'a> {
     pub pipes: Option<&'a PipePool>,
     pub read_timeout: Duration,
-    pub write_timeout: Duration,
+    pub write: SendLimit<'a>,
 }
 
 /// Relays the rest of the request body: spliced when the plan allows and it pays, else copied
-/// (client reads under the read timeout, upstream writes bounded by TCP_USER_TIMEOUT).
+/// (client reads under the read timeout, upstream writes under the write limit).
 pub(super) async fn upload<C, U>(
     client: &mut C,
     up: &mut U,
@@ -159,7 +159,7 @@ where
         }
         u.out.clear();
         *u.cpos += body.consume(&u.cbuf[*u.cpos..], u.out)?;
-        let (r, out) = write_all(up, take(u.out)).await;
+        let (r, out) = write_all_within(up, take(u.out), plan.write).await;
         *u.out = out;
         r.map_err(upstream_write_error)?;
     }
@@ -180,7 +180,7 @@ async fn splice_rest<C: AsStream, U: AsStream>(
     }
     let t = Deadlines {
         read: plan.read_timeout,
-        write: plan.write_timeout,
+        write: plan.write.timeout,
         watch_dest: false,
     };
     let out = splice::relay(pipes, client.as_stream(), up.as_stream(), body.remaining, t).await;

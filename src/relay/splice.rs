@@ -234,8 +234,8 @@ impl Relay<'_> {
             match waited {
                 Waited::Ready => {}
                 Waited::Timeout(side) => return Err(side.timeout()),
-                // A socket whose TCP_USER_TIMEOUT gave up reports ETIMEDOUT: the peer stopped
-                // taking bytes (a timeout), it did not close.
+                // A socket that timed out (keep-alive probes unanswered) reports ETIMEDOUT:
+                // the peer is gone without closing, a timeout.
                 Waited::Error(Side::Dest) if socket_timed_out(self.dst_fd) => {
                     return Err(Fail::DestTimeout)
                 }
@@ -345,7 +345,7 @@ impl Relay<'_> {
                 Ok(Step::Moved)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Step::Blocked),
-            // TCP_USER_TIMEOUT gave up on a destination that stopped taking bytes.
+            // The kernel gave up on a destination that stopped acknowledging.
             Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(Fail::DestTimeout),
             Err(_) => Err(Fail::DestError),
         }

@@ -12,8 +12,8 @@
 //! [`SocketDeadlines`] and re-armed on every byte moved (from the tick clock, no clock read),
 //! and an expired tunnel has both sockets shut down both ways, which ends every read, write
 //! and readiness wait in it. A message costs no timer and no clock read. A write stalled on a
-//! peer that stopped reading while the other direction stays busy is bounded by the socket's
-//! `TCP_USER_TIMEOUT` (the listener's `send_timeout`, the upstream's `response_timeout`).
+//! peer that stopped reading waits while the other direction stays busy (the tunnel is in
+//! use), and ends with the idle limit once nothing moves either way.
 //!
 //! How bytes move follows the route's `relay` mode ([`TunnelRelay`]). With `auto`, a
 //! direction copies (one read and one write ring op per message) until a read fills a 16 KiB

@@ -18,8 +18,6 @@ pub fn bind(spec: &ListenerSpec) -> io::Result<monoio::net::TcpListener> {
     }
     // Inherited by accepted sockets: responses go out without Nagle delay.
     socket.set_nodelay(true)?;
-    // Also inherited: a peer that stops reading is cut off by the kernel after send_timeout.
-    socket.set_tcp_user_timeout(Some(spec.send_timeout))?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(spec.backlog.min(i32::MAX as u32) as i32)?;

@@ -40,8 +40,6 @@ struct UpstreamPool {
     next: Cell<usize>,
     max_idle: usize,
     idle_timeout: Duration,
-    /// Unacknowledged writes older than this fail (TCP_USER_TIMEOUT): the write timeout.
-    send_timeout: Duration,
     /// How long a server whose connect failed is skipped.
     fail_timeout: Duration,
 }
@@ -79,7 +77,6 @@ impl Pools {
                     next: Cell::new(0),
                     max_idle: u.max_idle,
                     idle_timeout: u.idle_timeout,
-                    send_timeout: u.response_timeout,
                     fail_timeout: u.fail_timeout,
                 })
             })
@@ -96,7 +93,7 @@ impl Pools {
         fresh: bool,
         now: Instant,
     ) -> Result<UpConn, ConnectError> {
-        let (server, addr, send_timeout) = {
+        let (server, addr) = {
             let mut p = self.upstreams[upstream].borrow_mut();
             let i = p.next_up(now);
             if let Some(stream) = p.take_idle(i, now).filter(|_| !fresh) {
@@ -108,11 +105,11 @@ impl Pools {
                     reused: true,
                 });
             }
-            (i, p.servers[i].addr, p.send_timeout)
+            (i, p.servers[i].addr)
         };
         // Boxed: the connect timer is large and 128-byte aligned; keeping it out of the caller's
         // future keeps every exchange small (connects are rare with keep-alive pools).
-        let connected = Box::pin(connect(addr, connect_timeout, send_timeout)).await;
+        let connected = Box::pin(connect(addr, connect_timeout)).await;
         let stream = connected.inspect_err(|_| self.mark_down(upstream, server, now))?;
         Ok(UpConn {
             stream,
@@ -211,16 +208,11 @@ fn quiet(s: &TcpStream) -> bool {
     ready == 0
 }
 
-async fn connect(
-    addr: SocketAddr,
-    timeout: Duration,
-    send_timeout: Duration,
-) -> Result<TcpStream, ConnectError> {
+async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
     match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
         Ok(Ok(s)) => {
-            // Accepted sockets inherit these from the listener; connected ones need them set.
+            // Accepted sockets inherit this from the listener; connected ones need it set.
             let _ = s.set_nodelay(true);
-            crate::net::set_user_timeout(&s, send_timeout);
             Ok(s)
         }
         Ok(Err(e)) => Err(ConnectError::Failed(addr, e)),
