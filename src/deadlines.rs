@@ -10,6 +10,7 @@
 //! through a tunnel, free of timers.
 
 use std::cell::{Cell, RefCell};
+use std::io;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
@@ -22,9 +23,15 @@ struct Entry {
     expired: bool,
     /// A keep-alive (or first-request) wait: ended early when the worker drains.
     idle: bool,
+    /// A keep-alive wait after a served request: may be ended to make room for a new client
+    /// ([`SocketDeadlines::evict_idle`]).
+    reusable: bool,
     /// What expiry shuts down: the read side (`SHUT_RD`), or both (`SHUT_RDWR`, which also
     /// fails a write stalled on a peer that stopped reading).
     how: libc::c_int,
+    /// The client a wait for an upstream serves: if it goes away, the wait ends early.
+    client: Option<RawFd>,
+    client_gone: bool,
 }
 
 /// The housekeeping tick that sweeps deadlines (see `server::worker`).
@@ -60,10 +67,32 @@ impl SocketDeadlines {
         self.insert(fd, None, false, libc::SHUT_RD)
     }
 
-    /// Like [`register`](Self::register) for a connection waiting, idle, for its next request:
-    /// [`expire_idle`](Self::expire_idle) ends such waits at once.
-    pub fn register_idle(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
-        self.insert(fd, Some(self.now.get() + timeout), true, libc::SHUT_RD)
+    /// Like [`register`](Self::register) for a connection waiting, idle, for its next request
+    /// (`kept`: after a served one, else its first): [`expire_idle`](Self::expire_idle) ends
+    /// such waits at once, and [`evict_idle`](Self::evict_idle) one kept one.
+    pub fn register_idle(&self, fd: RawFd, timeout: Duration, kept: bool) -> Deadline<'_> {
+        let d = self.insert(fd, Some(self.now.get() + timeout), true, libc::SHUT_RD);
+        d.owner.entries.borrow_mut()[d.key].reusable = kept;
+        d
+    }
+
+    /// Ends the oldest keep-alive wait (the one nearest its deadline), if any: at the
+    /// connection limit an idle kept-alive connection makes room for a new client, as nginx
+    /// reuses its idle keep-alive connections, instead of new clients getting 503s until
+    /// `keepalive_timeout`. Whether one was found.
+    pub fn evict_idle(&self) -> bool {
+        let mut entries = self.entries.borrow_mut();
+        let oldest = entries
+            .iter_mut()
+            .filter(|(_, e)| e.reusable && !e.expired)
+            .min_by_key(|(_, e)| e.deadline);
+        match oldest {
+            Some((_, e)) => {
+                expire(e);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Like [`register`](Self::register) but never early: the deadline counts from the last
@@ -100,7 +129,10 @@ impl SocketDeadlines {
             deadline,
             expired: false,
             idle,
+            reusable: false,
             how,
+            client: None,
+            client_gone: false,
         });
         Deadline { owner: self, key }
     }
@@ -124,13 +156,27 @@ impl SocketDeadlines {
         }
     }
 
-    /// Expires overdue waits: their sockets' read side is shut down, which ends the wait.
+    /// Expires overdue waits: their sockets' read side is shut down, which ends the wait. Waits
+    /// for an upstream whose client went away end too ([`Deadline::watch_client`]).
     pub fn sweep(&self) {
         let now = Instant::now();
         self.now.set(now);
         for (_, e) in self.entries.borrow_mut().iter_mut() {
-            if !e.expired && e.deadline.is_some_and(|d| d <= now) {
+            if e.expired {
+                continue;
+            }
+            if e.deadline.is_some_and(|d| d <= now) {
                 expire(e);
+            } else if let Some(fd) = e.client {
+                match peek(fd) {
+                    Peer::Gone => {
+                        e.client_gone = true;
+                        expire(e);
+                    }
+                    // A pipelined request: the client is there, and stays readable.
+                    Peer::Data => e.client = None,
+                    Peer::Spurious => {}
+                }
             }
         }
     }
@@ -166,6 +212,21 @@ impl Deadline<'_> {
         self.owner.entries.borrow_mut()[self.key].deadline = Some(at);
     }
 
+    /// Ends the wait early, at the next sweep, if `client` (whose request it serves) closes or
+    /// resets: a client that gave up while the upstream prepares its answer releases the
+    /// upstream connection (an SSE subscription, a WebSocket handshake, a slow query) within a
+    /// tick, as nginx does, instead of when the answer or the timeout comes. Waits that end
+    /// within a tick, nearly all, cost no look at the client; a longer one costs one
+    /// `recv(MSG_PEEK)` per tick. As in nginx, a client that half-closes counts as gone.
+    pub fn watch_client(&self, client: RawFd) {
+        self.owner.entries.borrow_mut()[self.key].client = Some(client);
+    }
+
+    /// Whether the wait ended because its client went away.
+    pub fn client_gone(&self) -> bool {
+        self.owner.entries.borrow()[self.key].client_gone
+    }
+
     /// Removes the deadline; the wait is watched but no longer limited.
     pub fn disarm(&self) {
         self.owner.entries.borrow_mut()[self.key].deadline = None;
@@ -175,5 +236,34 @@ impl Deadline<'_> {
 impl Drop for Deadline<'_> {
     fn drop(&mut self) {
         self.owner.entries.borrow_mut().remove(self.key);
+    }
+}
+
+/// What a look at a client's socket found.
+pub enum Peer {
+    Gone,
+    Data,
+    Spurious,
+}
+
+/// Looks at a client socket without consuming: EOF or reset (gone) vs. pipelined bytes.
+pub fn peek(fd: RawFd) -> Peer {
+    let mut byte = 0u8;
+    // SAFETY: a valid 1-byte buffer; MSG_PEEK leaves the socket's data in place.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        0 => Peer::Gone,
+        n if n > 0 => Peer::Data,
+        _ => match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => Peer::Spurious,
+            _ => Peer::Gone,
+        },
     }
 }

@@ -656,6 +656,59 @@ fn timed_out_server_is_skipped_after_one_failure() {
     );
 }
 
+/// `fail_timeout` counts from when the connect failed (a connect timeout takes its time), and
+/// once it passes one request probes the server while the others keep skipping it, instead of
+/// all of them stalling on a server that is still down.
+#[test]
+fn fail_timeout_counts_from_the_failure_and_one_request_probes() {
+    let b = backend();
+    let (_listener, _fill, stuck) = blackhole();
+    let cfg = config_with(
+        free_port(),
+        b.addr,
+        "",
+        "connect_timeout = \"400ms\"\nfail_timeout = \"700ms\"",
+        "",
+    )
+    .replace(
+        &format!("servers = [\"{}\"]", b.addr),
+        &format!("servers = [\"{stuck}\", \"{}\"]", b.addr),
+    );
+    let gw = Gateway::start(&cfg);
+    let fast = |why: &str| {
+        let t = Instant::now();
+        assert_eq!(gw.conn().request(&get("/size/3")).status, 200);
+        assert!(
+            t.elapsed() < Duration::from_millis(200),
+            "{why}: {:?}",
+            t.elapsed()
+        );
+    };
+    assert_eq!(gw.conn().request(&get("/size/3")).status, 200);
+    // Skipped for the whole 700 ms after the failure, not just the 300 ms left of it once
+    // the 400 ms connect had timed out.
+    for _ in 0..5 {
+        fast("within fail_timeout");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // fail_timeout has passed: the next request to pick the server probes it (and fails over
+    // after the connect timeout); the requests meanwhile go to the healthy server at once.
+    let probe = std::thread::scope(|s| {
+        let probe = s.spawn(|| {
+            let t = Instant::now();
+            assert_eq!(gw.conn().request(&get("/size/3")).status, 200);
+            t.elapsed()
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        for _ in 0..4 {
+            fast("while one request probes");
+        }
+        probe.join().unwrap()
+    });
+    assert!(probe >= Duration::from_millis(350), "no probe: {probe:?}");
+}
+
 /// An upstream that answers (401) as soon as it has the head, while the client is still
 /// sending a copied body: the client gets the answer and a close, the access log its line, and
 /// the worker keeps serving. (The abandoned upload used to take the buffer holding the request
@@ -1050,4 +1103,38 @@ fn send_timeout_cuts_stalled_readers_not_slow_ones() {
             });
         }
     });
+}
+
+/// A pooled upstream connection that the server closes while it idles is closed by the
+/// gateway within about a second (the worker's sweep polls its idle connections), not left in
+/// CLOSE-WAIT holding a descriptor until `idle_timeout`.
+#[test]
+fn pooled_connections_closed_by_the_server_are_released() {
+    let up = RawUpstream::start(|mut c| {
+        if c.read_head().is_some() {
+            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            // A short keep-alive timeout on the server's side.
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", gw.pid()))
+            .unwrap()
+            .count()
+    };
+    let mut c = gw.conn();
+    assert_eq!(c.request(&get("/")).status, 200);
+    let with_pooled = fds();
+    let until = Instant::now() + Duration::from_secs(3);
+    while fds() >= with_pooled && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        fds() < with_pooled,
+        "the closed pooled connection is still open after 3 s"
+    );
+    // The client connection is untouched and the next request connects afresh.
+    assert_eq!(c.request(&get("/")).status, 200);
+    assert_eq!(up.accepted(), 2);
 }

@@ -210,10 +210,11 @@ fn listener_connection_limit_answers_503_at_once() {
     let gw = Gateway::start(&cfg);
     // Gateway::start probed the port with a connection; let it go.
     std::thread::sleep(Duration::from_millis(200));
+    // Two connections waiting for their first request fill the limit (an idle kept-alive
+    // connection would make room instead: see the next test).
     let mut first = gw.conn();
-    let mut second = gw.conn();
-    assert_eq!(first.request(&get("/size/1")).status, 200);
-    assert_eq!(second.request(&get("/size/1")).status, 200);
+    let second = gw.conn();
+    std::thread::sleep(Duration::from_millis(100));
     // Turned away at once, and each gets its 503 even when it reads only after its request
     // went out (an unread request must not make the close a reset that destroys the answer).
     for round in 0..10 {
@@ -264,6 +265,33 @@ fn listener_connection_limit_answers_503_at_once() {
     // The turned-away connection has its access-log line (flushed within a second).
     std::thread::sleep(Duration::from_millis(1200));
     assert!(gw.log().contains("\"- -\" 503 "), "{}", gw.log());
+}
+
+/// At the connection limit an idle kept-alive connection makes room for a new client (as nginx
+/// reuses idle keep-alive connections), so idle clients cannot lock new ones out until
+/// `keepalive_timeout`; the oldest idle one is closed.
+#[test]
+fn idle_keepalive_connections_make_room_at_the_limit() {
+    let b = backend();
+    let port = free_port();
+    let cfg = config(port, b.addr, "").replace(
+        &format!("address = \"127.0.0.1:{port}\"\n"),
+        &format!("address = \"127.0.0.1:{port}\"\nmax_connections = 2\n"),
+    );
+    let gw = Gateway::start(&cfg);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut first = gw.conn();
+    assert_eq!(first.request(&get("/size/1")).status, 200);
+    std::thread::sleep(Duration::from_millis(150));
+    let mut second = gw.conn();
+    assert_eq!(second.request(&get("/size/1")).status, 200);
+    let mut third = gw.conn();
+    assert_eq!(third.request(&get("/size/1")).status, 200);
+    assert!(
+        first.is_closed(Duration::from_secs(2)),
+        "the oldest idle one was closed"
+    );
+    assert_eq!(second.request(&get("/size/1")).status, 200);
 }
 
 fn validate(text: &str) -> std::process::Output {
@@ -498,6 +526,70 @@ fn upstream_sees_the_close_when_the_client_leaves() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(closed.load(Ordering::SeqCst), 2, "upstream saw both closes");
+}
+
+/// A client that leaves while the upstream has not answered yet (a slow query, an event
+/// stream that sends its head with its first event, a WebSocket handshake) releases the
+/// upstream connection within a tick or two, not at the answer or the response timeout; the
+/// access log says 499, as nginx's does. With and without a request body, closed or reset.
+#[test]
+fn client_leaving_before_the_answer_releases_the_upstream() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let closed = Arc::new(AtomicU64::new(0));
+    let seen = closed.clone();
+    let up = common::RawUpstream::start(move |mut c| {
+        let Some(head) = c.read_head() else { return };
+        if head.starts_with("POST") {
+            let _ = c.read_body(5);
+        }
+        // Never answers; notes when the gateway lets go.
+        if c.wait_closed(Duration::from_secs(5)) {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let dir = temp_dir("client-gone");
+    let log = dir.join("access.log");
+    let top = format!("[access_log]\nenabled = true\npath = \"{}\"", log.display());
+    let mut gw = Gateway::start(&config(free_port(), up.addr, &top));
+    let requests: [&[u8]; 3] = [
+        b"GET /events HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n",
+        b"POST /query HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    ];
+    for (i, raw) in requests.iter().enumerate() {
+        let c = gw.conn();
+        let mut s = c.stream;
+        std::io::Write::write_all(&mut s, raw).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        if i == 1 {
+            // A reset instead of a close.
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        }
+        let left = Instant::now();
+        drop(s);
+        while closed.load(Ordering::SeqCst) < i as u64 + 1
+            && left.elapsed() < Duration::from_secs(3)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            left.elapsed() < Duration::from_secs(1),
+            "request {i}: upstream held {:?} after the client left",
+            left.elapsed()
+        );
+    }
+    gw.sigterm();
+    assert!(gw.wait_exit(Duration::from_secs(5)).is_some());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        text.lines().filter(|l| l.contains("\" 499 ")).count(),
+        3,
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Idle keep-alive connections do not hold up a shutdown: with nothing in flight the gateway

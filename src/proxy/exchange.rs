@@ -285,7 +285,11 @@ async fn forward<S: Stream>(
         {
             Ok(()) => break conn,
             Err(HeadFail::Empty) if retry => continue,
-            Err(HeadFail::Client) => return Next::Close,
+            // Logged as nginx does: the client closed before the answer.
+            Err(HeadFail::Client) => {
+                f.status = 499;
+                return Next::Close;
+            }
             Err(e) => return reply(client, lim, b, f, e.status(), e.message(), true).await,
         }
     };
@@ -345,6 +349,7 @@ async fn duplex<S: Stream>(
     pipes: Option<&PipePool>,
 ) -> Next {
     let lim = info.send_limit(&w.waits);
+    let client_fd = client.socket_fd();
     if b.req.expect_continue && b.req.minor == 1 {
         // ringway answers the expectation itself once it is ready to take the body.
         let (r, _) = write_all_within(client, &b"HTTP/1.1 100 Continue\r\n\r\n"[..], lim).await;
@@ -389,6 +394,10 @@ async fn duplex<S: Stream>(
             head_in.set(true);
             head_wait.disarm();
             match head {
+                Err(HeadFail::Empty | HeadFail::Cut) if head_wait.client_gone() => {
+                    f.status = 499;
+                    return Err(HeadFail::Client);
+                }
                 Err(HeadFail::Empty | HeadFail::Cut) if head_wait.expired() => {
                     return Err(HeadFail::Timeout)
                 }
@@ -421,6 +430,7 @@ async fn duplex<S: Stream>(
                 Ok(()) | Err(SendError::UpstreamIo | SendError::UpstreamTimeout) => {
                     if !head_in.get() {
                         head_wait.arm(timeout);
+                        head_wait.watch_client(client_fd);
                     }
                     (Some(u), Some(down.await))
                 }

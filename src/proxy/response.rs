@@ -2,6 +2,7 @@
 //! written to the client, and the response body relayed under the route's read timeout.
 
 use std::mem::take;
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
@@ -75,7 +76,8 @@ where
     let is_head = b.req.is_head;
     b.ubuf.clear();
     for _ in 0..=MAX_INTERIM {
-        read_head(up, b, timeout, max_head, is_head, deadlines).await?;
+        let client_fd = client.as_stream().socket_fd();
+        read_head(up, b, (timeout, client_fd), max_head, is_head, deadlines).await?;
         let status = b.resp.status;
         if status >= 200 || status == 101 {
             return Ok(());
@@ -97,7 +99,7 @@ where
 async fn read_head<U: AsyncReadRent + AsStream>(
     up: &mut U,
     b: &mut Buffers,
-    timeout: Option<Duration>,
+    (timeout, client_fd): (Option<Duration>, RawFd),
     max_head: usize,
     is_head: bool,
     deadlines: &SocketDeadlines,
@@ -111,11 +113,19 @@ async fn read_head<U: AsyncReadRent + AsStream>(
             }
         }
         let had = b.ubuf.len();
-        let deadline = timeout.map(|t| deadlines.register_exact(up.as_stream().socket_fd(), t));
+        let deadline = timeout.map(|t| {
+            let d = deadlines.register_exact(up.as_stream().socket_fd(), t);
+            d.watch_client(client_fd);
+            d
+        });
         let (r, buf) = read_append(up, take(&mut b.ubuf)).await;
         b.ubuf = buf;
-        if deadline.is_some_and(|d| d.expired()) {
-            return Err(HeadFail::Timeout);
+        if let Some(d) = deadline.filter(|d| d.expired()) {
+            return Err(if d.client_gone() {
+                HeadFail::Client
+            } else {
+                HeadFail::Timeout
+            });
         }
         match r {
             Ok(n) if n > 0 => {}

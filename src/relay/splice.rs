@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use crate::net::{with_timeout, Stream};
 
-use super::stream::{peek, Peer};
+use crate::deadlines::{peek, Peer};
 
 use super::pipes::{Pipe, PipePool};
 use super::tunnel::Activity;

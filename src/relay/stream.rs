@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use monoio::io::AsyncReadRent;
 
+use crate::deadlines::{peek, Peer};
 use crate::net::{read_append, with_timeout, AsStream, Stream};
 
 /// What a watched upstream read gave.
@@ -127,34 +128,6 @@ fn finish(r: Option<(io::Result<usize>, Vec<u8>)>) -> (StreamRead, Vec<u8>) {
         Some((Ok(0), buf)) => (StreamRead::Eof, buf),
         Some((Ok(n), buf)) => (StreamRead::Data(n), buf),
         Some((Err(e), buf)) => (StreamRead::Error(e), buf),
-    }
-}
-
-pub(super) enum Peer {
-    Gone,
-    Data,
-    Spurious,
-}
-
-/// Looks at the client socket without consuming: EOF/reset vs. pipelined bytes.
-pub(super) fn peek(fd: RawFd) -> Peer {
-    let mut byte = 0u8;
-    // SAFETY: a valid 1-byte buffer; MSG_PEEK leaves the socket's data in place.
-    let n = unsafe {
-        libc::recv(
-            fd,
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    match n {
-        0 => Peer::Gone,
-        n if n > 0 => Peer::Data,
-        _ => match io::Error::last_os_error().raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EINTR) => Peer::Spurious,
-            _ => Peer::Gone,
-        },
     }
 }
 

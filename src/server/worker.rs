@@ -162,7 +162,9 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                if w.open_connections.get() >= l.max_connections {
+                // At the limit an idle kept-alive connection, if any, makes room (it closes
+                // within moments; the limit is exceeded by at most that many meanwhile).
+                if w.open_connections.get() >= l.max_connections && !w.waits.evict_idle() {
                     monoio::spawn(reject_busy(stream, peer, w.clone()));
                     continue;
                 }

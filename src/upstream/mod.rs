@@ -110,7 +110,10 @@ impl Pools {
         // Boxed: the connect timer is large and 128-byte aligned; keeping it out of the caller's
         // future keeps every exchange small (connects are rare with keep-alive pools).
         let connected = Box::pin(connect(addr, connect_timeout)).await;
-        let stream = connected.inspect_err(|_| self.mark_down(upstream, server, now))?;
+        // Down from when the failure is known (a connect timeout takes its time), not from
+        // when the connect began, or a server down for less than the timeout is never skipped.
+        let stream = connected.inspect_err(|_| self.mark_down(upstream, server, Instant::now()))?;
+        self.upstreams[upstream].borrow_mut().servers[server].down_until = None;
         Ok(UpConn {
             stream,
             server,
@@ -142,14 +145,33 @@ impl Pools {
         }
     }
 
-    /// Closes pooled connections idle past their timeout (run periodically by the worker).
+    /// Closes pooled connections idle past their timeout, and those the server closed (or
+    /// sent stray bytes on) while they idled, so they do not sit in CLOSE-WAIT holding a
+    /// descriptor until their timeout: one poll(2) over every idle connection of the worker
+    /// (run every second by the worker).
     pub fn sweep(&self) {
         let now = Instant::now();
+        let mut fds = Vec::new();
         for p in &self.upstreams {
             let mut p = p.borrow_mut();
             let t = p.idle_timeout;
             for s in &mut p.servers {
                 s.idle.retain(|c| now.duration_since(c.since) < t);
+                fds.extend(s.idle.iter().map(|c| watched(&c.stream)));
+            }
+        }
+        if fds.is_empty() {
+            return;
+        }
+        // SAFETY: `fds` holds open descriptors (the pools keep them) and outlives the call.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+        if ready <= 0 {
+            return;
+        }
+        let mut states = fds.iter().map(|p| p.revents == 0);
+        for p in &self.upstreams {
+            for s in &mut p.borrow_mut().servers {
+                s.idle.retain(|_| states.next().unwrap_or(true));
             }
         }
     }
@@ -157,8 +179,12 @@ impl Pools {
 
 impl UpstreamPool {
     /// The next server in turn that is not marked down; when all are, the next in turn (a
-    /// request still gets its try, and a server that came back is found).
-    fn next_up(&self, now: Instant) -> usize {
+    /// request still gets its try, and a server that came back is found). A server whose
+    /// `fail_timeout` has passed gets one request as a probe (as nginx's `max_fails=1`): its
+    /// window starts again at once, so the requests after it keep skipping the server until
+    /// the probe connects (which clears the mark) or fails (which renews it), instead of all
+    /// stalling together on a server that is still down.
+    fn next_up(&mut self, now: Instant) -> usize {
         let n = self.servers.len();
         let start = self.next.get();
         let pick = (0..n)
@@ -166,6 +192,11 @@ impl UpstreamPool {
             .find(|&i| self.servers[i].down_until.is_none_or(|t| t <= now))
             .unwrap_or(start);
         self.next.set((pick + 1) % n);
+        let fail_timeout = self.fail_timeout;
+        let s = &mut self.servers[pick];
+        if s.down_until.is_some_and(|t| t <= now) {
+            s.down_until = Some(now + fail_timeout);
+        }
         pick
     }
 
@@ -192,11 +223,7 @@ impl UpstreamPool {
 /// lock a peeking recv would). With epoll, nginx and HAProxy get this from a read event left
 /// armed on idle connections; on a completion ring that would be an op parked on each one.
 fn quiet(s: &TcpStream) -> bool {
-    let mut p = libc::pollfd {
-        fd: s.as_raw_fd(),
-        events: libc::POLLIN | libc::POLLRDHUP,
-        revents: 0,
-    };
+    let mut p = watched(s);
     // SAFETY: one pollfd on the stack, an open fd, no timeout.
     let ready = unsafe { libc::poll(&mut p, 1, 0) };
     if ready != 0 {
@@ -206,6 +233,16 @@ fn quiet(s: &TcpStream) -> bool {
         );
     }
     ready == 0
+}
+
+/// A poll(2) entry that reports anything an idle connection should not have: bytes, EOF, an
+/// error.
+fn watched(s: &TcpStream) -> libc::pollfd {
+    libc::pollfd {
+        fd: s.as_raw_fd(),
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    }
 }
 
 async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
