@@ -29,6 +29,10 @@ struct Entry {
     /// What expiry shuts down: the read side (`SHUT_RD`), or both (`SHUT_RDWR`, which also
     /// fails a write stalled on a peer that stopped reading).
     how: libc::c_int,
+    /// For a wait on a peer that is still taking bytes we sent: the unacknowledged bytes in
+    /// the socket's send queue at the last look, and the limit to start again with while that
+    /// keeps shrinking ([`Deadline::watch_queue`]).
+    queue: Option<(u32, Duration)>,
     /// The client a wait for an upstream serves: if it goes away, the wait ends early.
     client: Option<RawFd>,
     client_gone: bool,
@@ -131,6 +135,7 @@ impl SocketDeadlines {
             idle,
             reusable: false,
             how,
+            queue: None,
             client: None,
             client_gone: false,
         });
@@ -166,7 +171,11 @@ impl SocketDeadlines {
                 continue;
             }
             if e.deadline.is_some_and(|d| d <= now) {
-                expire(e);
+                if !still_taking(e) {
+                    expire(e);
+                    continue;
+                }
+                e.deadline = e.queue.map(|(_, limit)| now + limit);
             } else if let Some(fd) = e.client {
                 match peek(fd) {
                     Peer::Gone => {
@@ -185,6 +194,29 @@ impl SocketDeadlines {
     pub fn now(&self) -> Instant {
         self.now.get()
     }
+}
+
+/// For a wait watching its send queue: whether the peer took bytes since the last look (the
+/// queue shrank, or emptied since), which starts the limit again. Looked at only when a
+/// deadline passes.
+fn still_taking(e: &mut Entry) -> bool {
+    let Some((last, limit)) = e.queue else {
+        return false;
+    };
+    let now = unacknowledged(e.fd);
+    e.queue = Some((now, limit));
+    now < last
+}
+
+/// Bytes sent on a TCP socket that its peer has not acknowledged yet (`SIOCOUTQ`): a peer
+/// that keeps reading makes this shrink, one that stopped leaves it.
+pub fn unacknowledged(fd: RawFd) -> u32 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int; `fd` is an open socket.
+    if unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) } != 0 {
+        return 0;
+    }
+    n.max(0) as u32
 }
 
 /// Marks a wait expired and shuts its socket down (the read side, or both), which ends the
@@ -220,6 +252,24 @@ impl Deadline<'_> {
     /// `recv(MSG_PEEK)` per tick. As in nginx, a client that half-closes counts as gone.
     pub fn watch_client(&self, client: RawFd) {
         self.owner.entries.borrow_mut()[self.key].client = Some(client);
+    }
+
+    /// Lets the wait run past its deadline while the peer keeps taking what was sent to it
+    /// (the unacknowledged bytes in the socket's send queue shrink), `limit` at a time: an
+    /// upstream still reading a request body ringway has handed to the kernel is busy, not
+    /// late, and a client reading a response slowly is not stalled. One `SIOCOUTQ` now and one
+    /// each time the deadline passes.
+    pub fn watch_queue(&self, limit: Duration) {
+        let mut entries = self.owner.entries.borrow_mut();
+        let e = &mut entries[self.key];
+        e.queue = Some((unacknowledged(e.fd), limit));
+    }
+
+    /// [`watch_queue`](Self::watch_queue) without a first look: the first time the deadline
+    /// passes only notes the queue and starts the limit again. For waits where a look would
+    /// cost a syscall on every request (writes), and which rarely reach their deadline.
+    pub fn watch_queue_from_deadline(&self, limit: Duration) {
+        self.owner.entries.borrow_mut()[self.key].queue = Some((u32::MAX, limit));
     }
 
     /// Whether the wait ended because its client went away.

@@ -1138,3 +1138,77 @@ fn pooled_connections_closed_by_the_server_are_released() {
     assert_eq!(c.request(&get("/")).status, 200);
     assert_eq!(up.accepted(), 2);
 }
+
+/// An upstream that reads a request body slowly but steadily is busy, not late: neither the
+/// upload's writes nor the wait for its answer time out while it keeps taking bytes, though
+/// each pause is longer than `response_timeout` (the body sits in the kernel's buffers), in
+/// every relay mode. (It stopping altogether is a 504: the test above.)
+#[test]
+fn upstream_reading_the_upload_slowly_is_not_cut() {
+    use std::io::{Read, Write};
+    let body = 300_000usize;
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(16 * 1024).unwrap();
+    s.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    s.listen(8).unwrap();
+    let upstream = s.local_addr().unwrap().as_socket().unwrap();
+    let listener: std::net::TcpListener = s.into();
+    std::thread::spawn(move || {
+        for c in listener.incoming() {
+            let Ok(mut c) = c else { return };
+            std::thread::spawn(move || {
+                // About 100 KB/s: 3 s for the body, three response timeouts.
+                let (mut got, mut buf) = (Vec::new(), [0u8; 1024]);
+                let started = Instant::now();
+                loop {
+                    let Ok(n) = c.read(&mut buf) else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let head = got.windows(4).position(|w| w == b"\r\n\r\n");
+                    if head.is_some_and(|h| got.len() >= h + 4 + body) {
+                        break;
+                    }
+                    let due = Duration::from_secs_f64(got.len() as f64 / 100_000.0);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            });
+        }
+    });
+    std::thread::scope(|scope| {
+        for relay in ["auto", "copy"] {
+            scope.spawn(move || {
+                let gw = Gateway::start(&config_with(
+                    free_port(),
+                    upstream,
+                    "",
+                    "response_timeout = \"1s\"",
+                    &format!("relay = \"{relay}\""),
+                ));
+                let mut c = gw.conn();
+                let mut req =
+                    format!("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: {body}\r\n\r\n")
+                        .into_bytes();
+                req.extend_from_slice(&vec![b'u'; body]);
+                let sender = common::send_in_thread(&c.stream, req);
+                let r = c.read_response();
+                assert_eq!(
+                    (r.status, r.body.as_slice()),
+                    (200, &b"ok"[..]),
+                    "{relay}: {r:?}"
+                );
+                let _ = sender.join();
+            });
+        }
+    });
+}

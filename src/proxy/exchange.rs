@@ -430,6 +430,8 @@ async fn duplex<S: Stream>(
                 Ok(()) | Err(SendError::UpstreamIo | SendError::UpstreamTimeout) => {
                     if !head_in.get() {
                         head_wait.arm(timeout);
+                        // The upstream may still be reading what the kernel holds of the body.
+                        head_wait.watch_queue(timeout);
                         head_wait.watch_client(client_fd);
                     }
                     (Some(u), Some(down.await))

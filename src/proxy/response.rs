@@ -104,6 +104,9 @@ async fn read_head<U: AsyncReadRent + AsStream>(
     is_head: bool,
     deadlines: &SocketDeadlines,
 ) -> Result<(), HeadFail> {
+    // A body larger than a peer's receive buffer may still sit in the kernel's send queue
+    // when its answer is awaited; smaller ones are in the upstream's kernel already.
+    let big_body = matches!(b.req.body, BodyKind::Length(n) if n > 64 * 1024);
     loop {
         if !b.ubuf.is_empty() {
             match parse_response(&b.ubuf, max_head, is_head, &mut b.resp) {
@@ -116,6 +119,10 @@ async fn read_head<U: AsyncReadRent + AsStream>(
         let deadline = timeout.map(|t| {
             let d = deadlines.register_exact(up.as_stream().socket_fd(), t);
             d.watch_client(client_fd);
+            if big_body {
+                // The upstream may still be reading the body the kernel holds.
+                d.watch_queue(t);
+            }
             d
         });
         let (r, buf) = read_append(up, take(&mut b.ubuf)).await;

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use crate::net::{with_timeout, Stream};
 
-use crate::deadlines::{peek, Peer};
+use crate::deadlines::{peek, unacknowledged, Peer};
 
 use super::pipes::{Pipe, PipePool};
 use super::tunnel::Activity;
@@ -225,6 +225,10 @@ impl Relay<'_> {
                 continue;
             }
             let dur = if self.pipe.len > 0 { t.write } else { t.read };
+            // A destination that keeps reading is slow, not stalled, even while its socket
+            // stays too full to report room (writability needs room for half of what is
+            // queued): its unacknowledged bytes shrink.
+            let queued = (self.blocked_on() == Side::Dest).then(|| unacknowledged(self.dst_fd));
             let waited = match (self.blocked_on(), watch) {
                 (Side::Source, Some(fd)) => {
                     wait_source_watching(src, dst, fd, dur, &mut watch).await
@@ -233,6 +237,8 @@ impl Relay<'_> {
             };
             match waited {
                 Waited::Ready => {}
+                Waited::Timeout(Side::Dest)
+                    if queued.is_some_and(|q| unacknowledged(self.dst_fd) < q) => {}
                 Waited::Timeout(side) => return Err(side.timeout()),
                 // A socket that timed out (keep-alive probes unanswered) reports ETIMEDOUT:
                 // the peer is gone without closing, a timeout.
