@@ -495,9 +495,11 @@ fn stray_bytes_after_a_response_body_are_dropped_with_the_connection() {
     assert_eq!(up.accepted(), 3);
 }
 
-/// An HTTP/1.0 upstream without Content-Length: the body runs to its close, and so does the client's.
+/// An HTTP/1.0 upstream without Content-Length: the body runs to its close. An HTTP/1.1
+/// client gets it chunked (and keeps its connection); an HTTP/1.0 client gets it delimited by
+/// the close, as sent.
 #[test]
-fn close_delimited_upstream_body_is_relayed_then_closed() {
+fn close_delimited_upstream_body_is_relayed() {
     let up = RawUpstream::start(|mut c| {
         if c.read_head().is_some() {
             c.write(b"HTTP/1.0 200 OK\r\nX-A: b\r\n\r\nabc");
@@ -505,11 +507,52 @@ fn close_delimited_upstream_body_is_relayed_then_closed() {
     });
     let gw = gateway_for(up.addr, "");
     let mut c = gw.conn();
-    c.send(&get("/"));
+    let r = c.request(&get("/"));
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"abc"[..]));
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"), "{r:?}");
+    assert_eq!(
+        c.request(&get("/")).body,
+        b"abc",
+        "the client connection was kept"
+    );
+    let mut c = gw.conn();
+    c.send(b"GET / HTTP/1.0\r\n\r\n");
     let all = c.read_to_close();
     let t = String::from_utf8_lossy(&all).to_string();
     assert!(t.ends_with("\r\n\r\nabc"), "{t}");
     assert!(t.to_ascii_lowercase().contains("connection: close"), "{t}");
+}
+
+/// An upstream that resets in the middle of a close-delimited body: the client sees the body
+/// cut off (no last chunk), never a response that looks complete (RFC 9112 §8).
+#[test]
+fn reset_in_a_close_delimited_body_reaches_the_client_as_cut_off() {
+    let up = RawUpstream::start(|mut c| {
+        if c.read_head().is_some() {
+            c.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+            c.write(&[b'r'; 30_000]);
+            std::thread::sleep(Duration::from_millis(100));
+            socket2::SockRef::from(&c.stream)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    c.send(&get("/"));
+    let all = c.read_to_close();
+    let t = String::from_utf8_lossy(&all).to_string();
+    assert!(t.starts_with("HTTP/1.1 200"), "{}", &t[..t.len().min(200)]);
+    assert!(
+        t.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{}",
+        &t[..t.len().min(300)]
+    );
+    assert!(
+        !t.ends_with("0\r\n\r\n"),
+        "a cut-off body was made to look complete"
+    );
 }
 
 /// A chunked body whose first size line is malformed, before any of the body was relayed:

@@ -19,9 +19,13 @@ fn gateway_to(up: SocketAddr, route_extra: &str) -> Gateway {
 }
 
 /// Reads a response head and then events (`\n\n`-terminated), recording when each arrived.
+/// A stream the upstream delimits by its close reaches an HTTP/1.1 client chunked.
 struct EventReader {
     s: TcpStream,
     buf: Vec<u8>,
+    chunked: bool,
+    /// Body bytes (chunk framing removed) not yet returned as events.
+    data: Vec<u8>,
 }
 
 impl EventReader {
@@ -33,9 +37,17 @@ impl EventReader {
                 .as_bytes(),
         )
         .unwrap();
-        let mut r = EventReader { s, buf: Vec::new() };
-        let head = r.until(b"\r\n\r\n").expect("response head");
-        (r, String::from_utf8(head).unwrap())
+        let mut r = EventReader {
+            s,
+            buf: Vec::new(),
+            chunked: false,
+            data: Vec::new(),
+        };
+        let head = String::from_utf8(r.until(b"\r\n\r\n").expect("response head")).unwrap();
+        r.chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
+        (r, head)
     }
 
     /// Bytes up to and including `delim`; None on EOF/timeout first.
@@ -52,10 +64,39 @@ impl EventReader {
         }
     }
 
-    /// The next event's text and arrival time (close-delimited stream: raw bytes are events).
+    /// `n` more raw bytes; None on EOF/timeout first.
+    fn exact(&mut self, n: usize) -> Option<Vec<u8>> {
+        while self.buf.len() < n {
+            let mut chunk = [0u8; 4096];
+            match self.s.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
+            }
+        }
+        Some(self.buf.drain(..n).collect())
+    }
+
+    /// The next event's text and arrival time; None when the stream ends first.
     fn event(&mut self) -> Option<(String, Instant)> {
-        let e = self.until(b"\n\n")?;
-        Some((String::from_utf8(e).unwrap(), Instant::now()))
+        loop {
+            if let Some(i) = self.data.windows(2).position(|w| w == b"\n\n") {
+                let e: Vec<u8> = self.data.drain(..i + 2).collect();
+                return Some((String::from_utf8(e).unwrap(), Instant::now()));
+            }
+            if !self.chunked {
+                let e = self.until(b"\n\n")?;
+                self.data.extend_from_slice(&e);
+                continue;
+            }
+            let line = self.until(b"\r\n")?;
+            let size = std::str::from_utf8(&line).unwrap().trim();
+            let size = usize::from_str_radix(size, 16).unwrap();
+            if size == 0 {
+                return None;
+            }
+            let d = self.exact(size + 2)?;
+            self.data.extend_from_slice(&d[..size]);
+        }
     }
 }
 

@@ -163,6 +163,7 @@ async fn stream(o: &Opts, stats: &RefCell<Stats>) -> bool {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut pos = 0;
     let mut head_done = false;
+    let (mut chunked, mut data) = (false, Vec::new());
     let mut next_id = 1u64;
     let mut ok = true;
     // Each read has a generous deadline: a stalled stream is a failure, not a hang.
@@ -191,11 +192,24 @@ async fn stream(o: &Opts, stats: &RefCell<Stats>) -> bool {
             if !head.starts_with("http/1.1 200") || !head.contains("text/event-stream") {
                 return false;
             }
+            // A stream the upstream ends by closing reaches HTTP/1.1 clients chunked (from
+            // ringway and nginx alike).
+            chunked = head.contains("transfer-encoding: chunked");
             head_done = true;
-            pos = i + 4;
+            buf.drain(..i + 4);
         }
-        while let Some(i) = buf[pos..].windows(2).position(|w| w == b"\n\n") {
-            let ev = &buf[pos..pos + i];
+        let mut ended = false;
+        if chunked {
+            match dechunk(&mut buf, &mut data) {
+                Some(end) => ended = end,
+                None => return false,
+            }
+        } else {
+            data.extend_from_slice(&buf);
+            buf.clear();
+        }
+        while let Some(i) = data[pos..].windows(2).position(|w| w == b"\n\n") {
+            let ev = &data[pos..pos + i];
             pos += i + 2;
             let text = String::from_utf8_lossy(ev);
             // "id: K\ndata: event K t=US"
@@ -219,9 +233,12 @@ async fn stream(o: &Opts, stats: &RefCell<Stats>) -> bool {
                 _ => ok = false,
             }
         }
-        if pos == buf.len() {
-            buf.clear();
+        if pos == data.len() {
+            data.clear();
             pos = 0;
+        }
+        if ended {
+            break;
         }
     }
     let got = next_id - 1;
@@ -230,4 +247,28 @@ async fn stream(o: &Opts, stats: &RefCell<Stats>) -> bool {
         ok = false;
     }
     ok && head_done
+}
+
+/// Moves the data of the complete chunks at the front of `raw` to `data`, leaving a partial
+/// chunk in `raw`. `Some(true)` once the last chunk came, `None` on a malformed size line.
+fn dechunk(raw: &mut Vec<u8>, data: &mut Vec<u8>) -> Option<bool> {
+    let mut at = 0;
+    while let Some(eol) = raw[at..].windows(2).position(|w| w == b"\r\n") {
+        let line = String::from_utf8_lossy(&raw[at..at + eol]);
+        let Ok(size) = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+        else {
+            return None;
+        };
+        let start = at + eol + 2;
+        if size == 0 {
+            return Some(true);
+        }
+        if raw.len() < start + size + 2 {
+            break;
+        }
+        data.extend_from_slice(&raw[start..start + size]);
+        at = start + size + 2;
+    }
+    raw.drain(..at);
+    Some(false)
 }

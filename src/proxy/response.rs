@@ -1,6 +1,7 @@
 //! The response side of an exchange: response heads (with interim 1xx forwarded), the head
 //! written to the client, and the response body relayed under the route's read timeout.
 
+use std::io::Write;
 use std::mem::take;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
@@ -248,7 +249,12 @@ where
         BodyKind::Length(n) => ClientFraming::Length(n),
         BodyKind::Chunked if http10 => ClientFraming::Close,
         BodyKind::Chunked => ClientFraming::Chunked,
-        BodyKind::Close => ClientFraming::Close,
+        // A body delimited by the upstream's close goes to an HTTP/1.1 client chunked (as
+        // nginx does): a reset or error before the upstream's clean close then reaches the
+        // client as a body without its last chunk, visibly cut off (RFC 9112 §8), instead of
+        // a close that looks like the end; and the client connection can be kept.
+        BodyKind::Close if http10 => ClientFraming::Close,
+        BodyKind::Close => ClientFraming::Chunked,
     };
     // Optimistic while a body may still be uploading: if the upload fails the connection closes
     // after this response anyway, which is legal without a `Connection: close`.
@@ -340,13 +346,20 @@ where
         match r {
             StreamRead::Data(_) => grow_if_full(&mut b.ubuf),
             StreamRead::Idle | StreamRead::ClientGone => return Err(()),
-            // Close-delimited bodies end here; any other body was cut off: close the client
-            // too, so it sees the truncation instead of a padded or hanging response.
-            StreamRead::Eof | StreamRead::Error(_) if b.resp.body == BodyKind::Close => break,
+            // Close-delimited bodies end at a clean close; any other end cuts the body off:
+            // close the client too, so it sees the truncation instead of a padded or hanging
+            // response.
+            StreamRead::Eof if b.resp.body == BodyKind::Close => break,
             StreamRead::Eof | StreamRead::Error(_) => return Err(()),
         }
         b.out.clear();
         relay.consume(b, 0, f)?;
+        client_write(client, b, lim).await?;
+    }
+    if relay.kind == BodyKind::Close && relay.mode == ChunkedOutput::Chunked {
+        b.out.clear();
+        b.out.extend_from_slice(b"0\r\n\r\n");
+        f.bytes += 5;
         client_write(client, b, lim).await?;
     }
     Ok(())
@@ -435,6 +448,12 @@ impl ResponseBody {
                     .map_err(|_| ())?;
                 self.done = self.decoder.is_done();
                 self.clean = n == input.len();
+            }
+            BodyKind::Close if input.is_empty() => {}
+            BodyKind::Close if self.mode == ChunkedOutput::Chunked => {
+                let _ = write!(b.out, "{:x}\r\n", input.len());
+                b.out.extend_from_slice(input);
+                b.out.extend_from_slice(b"\r\n");
             }
             BodyKind::Close => b.out.extend_from_slice(input),
         }
