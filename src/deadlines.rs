@@ -170,12 +170,11 @@ impl SocketDeadlines {
             if e.expired {
                 continue;
             }
-            if e.deadline.is_some_and(|d| d <= now) {
-                if !still_taking(e) {
-                    expire(e);
-                    continue;
-                }
+            if took_bytes(e) {
                 e.deadline = e.queue.map(|(_, limit)| now + limit);
+            }
+            if e.deadline.is_some_and(|d| d <= now) {
+                expire(e);
             } else if let Some(fd) = e.client {
                 match peek(fd) {
                     Peer::Gone => {
@@ -196,16 +195,19 @@ impl SocketDeadlines {
     }
 }
 
-/// For a wait watching its send queue: whether the peer took bytes since the last look (the
-/// queue shrank, or emptied since), which starts the limit again. Looked at only when a
-/// deadline passes.
-fn still_taking(e: &mut Entry) -> bool {
+/// A send queue not looked at yet ([`Deadline::watch_queue_from_next_sweep`]).
+const UNSEEN: u32 = u32::MAX;
+
+/// For a wait watching its send queue: whether the peer took bytes since the last sweep (the
+/// queue shrank), which starts its limit again. Looked at every sweep, so the limit counts from
+/// the last progress to within a tick; the first look only notes the queue.
+fn took_bytes(e: &mut Entry) -> bool {
     let Some((last, limit)) = e.queue else {
         return false;
     };
     let now = unacknowledged(e.fd);
     e.queue = Some((now, limit));
-    now < last
+    now < last && last != UNSEEN
 }
 
 /// Bytes sent on a TCP socket that its peer has not acknowledged yet (`SIOCOUTQ`): a peer
@@ -255,21 +257,21 @@ impl Deadline<'_> {
     }
 
     /// Lets the wait run past its deadline while the peer keeps taking what was sent to it
-    /// (the unacknowledged bytes in the socket's send queue shrink), `limit` at a time: an
-    /// upstream still reading a request body ringway has handed to the kernel is busy, not
-    /// late, and a client reading a response slowly is not stalled. One `SIOCOUTQ` now and one
-    /// each time the deadline passes.
+    /// (the unacknowledged bytes in the socket's send queue shrink): each sweep that finds them
+    /// fewer starts `limit` again. An upstream still reading a request body ringway has handed
+    /// to the kernel is busy, not late, and a client reading a response slowly is not stalled.
+    /// One `SIOCOUTQ` now and one per sweep while the wait lasts.
     pub fn watch_queue(&self, limit: Duration) {
         let mut entries = self.owner.entries.borrow_mut();
         let e = &mut entries[self.key];
         e.queue = Some((unacknowledged(e.fd), limit));
     }
 
-    /// [`watch_queue`](Self::watch_queue) without a first look: the first time the deadline
-    /// passes only notes the queue and starts the limit again. For waits where a look would
-    /// cost a syscall on every request (writes), and which rarely reach their deadline.
-    pub fn watch_queue_from_deadline(&self, limit: Duration) {
-        self.owner.entries.borrow_mut()[self.key].queue = Some((u32::MAX, limit));
+    /// [`watch_queue`](Self::watch_queue) without a first look: the first sweep that finds
+    /// the wait still there takes it (at most a tick late). For waits where a look would cost
+    /// a syscall on every request (writes), nearly all of which end before any sweep.
+    pub fn watch_queue_from_next_sweep(&self, limit: Duration) {
+        self.owner.entries.borrow_mut()[self.key].queue = Some((UNSEEN, limit));
     }
 
     /// Whether the wait ended because its client went away.

@@ -192,7 +192,7 @@ pub async fn write_all_within<S: AsyncWriteRent + AsStream, B: IoBuf + 'static>(
         .register_closing(s.as_stream().socket_fd(), limit.timeout);
     // A peer that keeps reading is not stalled, even while the socket stays too full to take
     // more (writability needs room for half of what is queued).
-    deadline.watch_queue_from_deadline(limit.timeout);
+    deadline.watch_queue_from_next_sweep(limit.timeout);
     let len = buf.bytes_init();
     let (mut buf, mut done) = (buf, 0);
     while done < len {

@@ -426,6 +426,9 @@ async fn duplex<S: Stream>(
         });
         monoio::select! {
             u = &mut up => match u {
+                // An upstream that stopped taking the body and has not answered is a 504 now,
+                // not after one more wait for an answer.
+                Err(SendError::UpstreamTimeout) if !head_in.get() => (Some(u), None),
                 // The upstream may have answered early and closed: let the response finish.
                 Ok(()) | Err(SendError::UpstreamIo | SendError::UpstreamTimeout) => {
                     if !head_in.get() {

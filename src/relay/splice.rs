@@ -17,11 +17,11 @@ use std::cell::Cell;
 use std::io;
 use std::os::fd::RawFd;
 use std::pin::pin;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::net::{with_timeout, Stream};
 
-use crate::deadlines::{peek, unacknowledged, Peer};
+use crate::deadlines::{peek, unacknowledged, Peer, TICK};
 
 use super::pipes::{Pipe, PipePool};
 use super::tunnel::Activity;
@@ -213,6 +213,12 @@ impl Relay<'_> {
     ) -> Result<(), Fail> {
         let mut eof = false;
         let mut watch = t.watch_dest.then(|| dst.splice_fd()).flatten();
+        // While the destination is blocked: when it last took bytes, and its unacknowledged
+        // bytes then. A destination that keeps reading is slow, not stalled, even while its
+        // socket stays too full to report room (writability needs room for half of what is
+        // queued): those bytes shrink. Looked at every tick of the wait, so `t.write` counts
+        // from its last progress to within a tick.
+        let mut blocked: Option<(Instant, u32)> = None;
         loop {
             let moved = self.turn(&mut eof)?;
             if self.left == 0 && self.pipe.len == 0 {
@@ -222,14 +228,19 @@ impl Relay<'_> {
                 return Err(Fail::SourceEof);
             }
             if moved {
+                blocked = None;
                 continue;
             }
-            let dur = if self.pipe.len > 0 { t.write } else { t.read };
-            // A destination that keeps reading is slow, not stalled, even while its socket
-            // stays too full to report room (writability needs room for half of what is
-            // queued): its unacknowledged bytes shrink.
-            let queued = (self.blocked_on() == Side::Dest).then(|| unacknowledged(self.dst_fd));
-            let waited = match (self.blocked_on(), watch) {
+            let side = self.blocked_on();
+            let dur = match side {
+                Side::Dest => {
+                    let (since, _) = *blocked
+                        .get_or_insert_with(|| (Instant::now(), unacknowledged(self.dst_fd)));
+                    t.write.saturating_sub(since.elapsed()).min(TICK)
+                }
+                Side::Source => t.read,
+            };
+            let waited = match (side, watch) {
                 (Side::Source, Some(fd)) => {
                     wait_source_watching(src, dst, fd, dur, &mut watch).await
                 }
@@ -237,8 +248,16 @@ impl Relay<'_> {
             };
             match waited {
                 Waited::Ready => {}
-                Waited::Timeout(Side::Dest)
-                    if queued.is_some_and(|q| unacknowledged(self.dst_fd) < q) => {}
+                Waited::Timeout(Side::Dest) => {
+                    let (since, queued) = blocked.get_or_insert((Instant::now(), 0));
+                    let now = unacknowledged(self.dst_fd);
+                    if now < *queued {
+                        *since = Instant::now();
+                    } else if since.elapsed() >= t.write {
+                        return Err(Fail::DestTimeout);
+                    }
+                    *queued = now;
+                }
                 Waited::Timeout(side) => return Err(side.timeout()),
                 // A socket that timed out (keep-alive probes unanswered) reports ETIMEDOUT:
                 // the peer is gone without closing, a timeout.
