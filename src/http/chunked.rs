@@ -14,6 +14,15 @@ pub enum ChunkedOutput {
     Data,
 }
 
+/// Writes the size line of a chunk of `n` data bytes (lower-case hex, no extensions).
+pub fn push_size_line(out: &mut Vec<u8>, n: u64) {
+    use std::io::Write;
+    let _ = write!(out, "{n:x}\r\n");
+}
+
+/// The last chunk with no trailers: what ends a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading hex digits of a chunk size.
@@ -179,7 +188,7 @@ impl ChunkedDecoder {
             State::TrailerLf => return Err("trailer line must end with CRLF"),
             State::EndLf if b == b'\n' => {
                 if mode == ChunkedOutput::Chunked {
-                    out.extend_from_slice(b"0\r\n\r\n");
+                    out.extend_from_slice(LAST_CHUNK);
                 }
                 State::Done
             }
@@ -213,8 +222,7 @@ impl ChunkedDecoder {
             .checked_add(self.size)
             .ok_or("chunked body too large")?;
         if mode == ChunkedOutput::Chunked {
-            use std::io::Write;
-            let _ = write!(out, "{:x}\r\n", self.size);
+            push_size_line(out, self.size);
         }
         self.remaining = self.size;
         self.state = State::Data;

@@ -9,7 +9,7 @@ pub mod head;
 pub mod path;
 
 pub use body::BodyKind;
-pub use chunked::{ChunkedDecoder, ChunkedOutput};
+pub use chunked::{push_size_line, ChunkedDecoder, ChunkedOutput, LAST_CHUNK};
 pub use head::{parse_request, parse_response, HeaderRef, RequestHead, ResponseHead};
 
 /// Why a head was rejected; maps to the status the client gets.

@@ -1,7 +1,6 @@
 //! The response side of an exchange: response heads (with interim 1xx forwarded), the head
 //! written to the client, and the response body relayed under the route's read timeout.
 
-use std::io::Write;
 use std::mem::take;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
@@ -9,7 +8,9 @@ use std::time::{Duration, Instant};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::http::date::push_date_line;
-use crate::http::{parse_response, BodyKind, ChunkedDecoder, ChunkedOutput};
+use crate::http::{
+    parse_response, push_size_line, BodyKind, ChunkedDecoder, ChunkedOutput, LAST_CHUNK,
+};
 use crate::net::{grow_if_full, read_append, write_all_within, AsStream, SendLimit, Stream};
 use crate::relay::pipes::PipePool;
 use crate::relay::splice::{self, Deadlines, Fail};
@@ -76,8 +77,8 @@ where
 {
     let is_head = b.req.is_head;
     b.ubuf.clear();
+    let client_fd = client.as_stream().socket_fd();
     for _ in 0..=MAX_INTERIM {
-        let client_fd = client.as_stream().socket_fd();
         read_head(up, b, (timeout, client_fd), max_head, is_head, deadlines).await?;
         let status = b.resp.status;
         if status >= 200 || status == 101 {
@@ -358,8 +359,8 @@ where
     }
     if relay.kind == BodyKind::Close && relay.mode == ChunkedOutput::Chunked {
         b.out.clear();
-        b.out.extend_from_slice(b"0\r\n\r\n");
-        f.bytes += 5;
+        b.out.extend_from_slice(LAST_CHUNK);
+        f.bytes += LAST_CHUNK.len() as u64;
         client_write(client, b, lim).await?;
     }
     Ok(())
@@ -451,7 +452,7 @@ impl ResponseBody {
             }
             BodyKind::Close if input.is_empty() => {}
             BodyKind::Close if self.mode == ChunkedOutput::Chunked => {
-                let _ = write!(b.out, "{:x}\r\n", input.len());
+                push_size_line(&mut b.out, input.len() as u64);
                 b.out.extend_from_slice(input);
                 b.out.extend_from_slice(b"\r\n");
             }
