@@ -21,11 +21,9 @@ struct Entry {
     /// `None`: registered but not armed (see [`SocketDeadlines::register_unarmed`]).
     deadline: Option<Instant>,
     expired: bool,
-    /// A keep-alive (or first-request) wait: ended early when the worker drains.
-    idle: bool,
-    /// A keep-alive wait after a served request: may be ended to make room for a new client
-    /// ([`SocketDeadlines::evict_idle`]).
-    reusable: bool,
+    /// Whether this is a connection waiting for a request (ended early when the worker
+    /// drains), and which.
+    idle: Idle,
     /// What expiry shuts down: the read side (`SHUT_RD`), or both (`SHUT_RDWR`, which also
     /// fails a write stalled on a peer that stopped reading).
     how: libc::c_int,
@@ -36,6 +34,18 @@ struct Entry {
     /// The client a wait for an upstream serves: if it goes away, the wait ends early.
     client: Option<RawFd>,
     client_gone: bool,
+}
+
+/// What a client connection's wait for a request is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Idle {
+    /// Not a wait for a request.
+    No,
+    /// Waiting for its first request.
+    First,
+    /// Kept alive after a served request: may be ended to make room for a new client
+    /// ([`SocketDeadlines::evict_idle`]).
+    Kept,
 }
 
 /// The housekeeping tick that sweeps deadlines (see `server::worker`).
@@ -61,23 +71,22 @@ impl SocketDeadlines {
     /// fire up to one tick early (fine for idle limits of seconds). The fd must stay open while
     /// the guard lives.
     pub fn register(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
-        self.insert(fd, Some(self.now.get() + timeout), false, libc::SHUT_RD)
+        self.insert(fd, Some(self.now.get() + timeout), Idle::No, libc::SHUT_RD)
     }
 
     /// Watches `fd` without a deadline until [`Deadline::arm`] gives it one: for a wait whose
     /// limit starts later than the wait itself (an upstream's answer to a request whose body
     /// is still being sent).
     pub fn register_unarmed(&self, fd: RawFd) -> Deadline<'_> {
-        self.insert(fd, None, false, libc::SHUT_RD)
+        self.insert(fd, None, Idle::No, libc::SHUT_RD)
     }
 
     /// Like [`register`](Self::register) for a connection waiting, idle, for its next request
     /// (`kept`: after a served one, else its first): [`expire_idle`](Self::expire_idle) ends
     /// such waits at once, and [`evict_idle`](Self::evict_idle) one kept one.
     pub fn register_idle(&self, fd: RawFd, timeout: Duration, kept: bool) -> Deadline<'_> {
-        let d = self.insert(fd, Some(self.now.get() + timeout), true, libc::SHUT_RD);
-        d.owner.entries.borrow_mut()[d.key].reusable = kept;
-        d
+        let idle = if kept { Idle::Kept } else { Idle::First };
+        self.insert(fd, Some(self.now.get() + timeout), idle, libc::SHUT_RD)
     }
 
     /// Ends the oldest keep-alive wait (the one nearest its deadline), if any: at the
@@ -88,7 +97,7 @@ impl SocketDeadlines {
         let mut entries = self.entries.borrow_mut();
         let oldest = entries
             .iter_mut()
-            .filter(|(_, e)| e.reusable && !e.expired)
+            .filter(|(_, e)| e.idle == Idle::Kept && !e.expired)
             .min_by_key(|(_, e)| e.deadline);
         match oldest {
             Some((_, e)) => {
@@ -103,7 +112,7 @@ impl SocketDeadlines {
     /// tick plus one tick, so it fires between `timeout` and `timeout` + two ticks from now,
     /// without reading the clock on the request path.
     pub fn register_exact(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
-        self.insert(fd, Some(self.exact(timeout)), false, libc::SHUT_RD)
+        self.insert(fd, Some(self.exact(timeout)), Idle::No, libc::SHUT_RD)
     }
 
     /// `timeout` from now, never early (see [`register_exact`](Self::register_exact)).
@@ -118,14 +127,14 @@ impl SocketDeadlines {
     ///
     /// [`arm`]: Deadline::arm
     pub fn register_closing(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
-        self.insert(fd, Some(self.exact(timeout)), false, libc::SHUT_RDWR)
+        self.insert(fd, Some(self.exact(timeout)), Idle::No, libc::SHUT_RDWR)
     }
 
     fn insert(
         &self,
         fd: RawFd,
         deadline: Option<Instant>,
-        idle: bool,
+        idle: Idle,
         how: libc::c_int,
     ) -> Deadline<'_> {
         let key = self.entries.borrow_mut().insert(Entry {
@@ -133,7 +142,6 @@ impl SocketDeadlines {
             deadline,
             expired: false,
             idle,
-            reusable: false,
             how,
             queue: None,
             client: None,
@@ -144,7 +152,7 @@ impl SocketDeadlines {
 
     /// Ends every idle wait now (the worker is draining: idle keep-alive connections close).
     pub fn expire_idle(&self) {
-        self.expire_where(|e| e.idle);
+        self.expire_where(|e| e.idle != Idle::No);
     }
 
     /// Ends every wait now (a drain's time is up): a request waiting for its answer gets its

@@ -249,7 +249,9 @@ impl Relay<'_> {
             match waited {
                 Waited::Ready => {}
                 Waited::Timeout(Side::Dest) => {
-                    let (since, queued) = blocked.get_or_insert((Instant::now(), 0));
+                    let (since, queued) = blocked
+                        .as_mut()
+                        .expect("set for every wait on the destination");
                     let now = unacknowledged(self.dst_fd);
                     if now < *queued {
                         *since = Instant::now();
