@@ -661,24 +661,29 @@ fn refused_server_fails_over_to_the_next() {
     json_error(&gw.conn().request(&get("/")), 502);
 }
 
+/// A gateway whose upstream lists a server that drops SYNs (its connects time out) before
+/// `healthy`; `upstream_extra` sets the timeouts. Keep the returned blackhole alive.
+fn behind_a_stuck_server(
+    healthy: std::net::SocketAddr,
+    upstream_extra: &str,
+) -> (Gateway, (socket2::Socket, Vec<std::net::TcpStream>)) {
+    let (listener, fill, stuck) = blackhole();
+    let cfg = config_with(free_port(), healthy, "", upstream_extra, "").replace(
+        &format!("servers = [\"{healthy}\"]"),
+        &format!("servers = [\"{stuck}\", \"{healthy}\"]"),
+    );
+    (Gateway::start(&cfg), (listener, fill))
+}
+
 /// Passive health: a server whose connect timed out is skipped for `fail_timeout`, so only
 /// the first request pays the connect timeout; the request itself fails over to the next server.
 #[test]
 fn timed_out_server_is_skipped_after_one_failure() {
     let b = backend();
-    let (_listener, _fill, stuck) = blackhole();
-    let cfg = config_with(
-        free_port(),
+    let (gw, _stuck) = behind_a_stuck_server(
         b.addr,
-        "",
         "connect_timeout = \"300ms\"\nfail_timeout = \"30s\"",
-        "",
-    )
-    .replace(
-        &format!("servers = [\"{}\"]", b.addr),
-        &format!("servers = [\"{stuck}\", \"{}\"]", b.addr),
     );
-    let gw = Gateway::start(&cfg);
     let mut c = gw.conn();
     let first = Instant::now();
     assert_eq!(c.request(&get("/size/3")).status, 200);
@@ -705,19 +710,10 @@ fn timed_out_server_is_skipped_after_one_failure() {
 #[test]
 fn fail_timeout_counts_from_the_failure_and_one_request_probes() {
     let b = backend();
-    let (_listener, _fill, stuck) = blackhole();
-    let cfg = config_with(
-        free_port(),
+    let (gw, _stuck) = behind_a_stuck_server(
         b.addr,
-        "",
         "connect_timeout = \"400ms\"\nfail_timeout = \"700ms\"",
-        "",
-    )
-    .replace(
-        &format!("servers = [\"{}\"]", b.addr),
-        &format!("servers = [\"{stuck}\", \"{}\"]", b.addr),
     );
-    let gw = Gateway::start(&cfg);
     let fast = |why: &str| {
         let t = Instant::now();
         assert_eq!(gw.conn().request(&get("/size/3")).status, 200);

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{config_with, free_port, read_request_head, Conn, Gateway};
+use common::{config_with, free_port, read_request_head, Conn, Gateway, RawConn};
 use ringway::backend::{Backend, BackendOptions};
 
 fn gateway_to(up: SocketAddr, route_extra: &str) -> Gateway {
@@ -21,9 +21,7 @@ fn gateway_to(up: SocketAddr, route_extra: &str) -> Gateway {
 /// Reads a response head and then events (`\n\n`-terminated), recording when each arrived.
 /// A stream the upstream delimits by its close reaches an HTTP/1.1 client chunked.
 struct EventReader {
-    s: TcpStream,
-    buf: Vec<u8>,
-    chunked: bool,
+    conn: RawConn,
     /// Body bytes (chunk framing removed) not yet returned as events.
     data: Vec<u8>,
 }
@@ -37,43 +35,18 @@ impl EventReader {
                 .as_bytes(),
         )
         .unwrap();
-        let mut r = EventReader {
-            s,
-            buf: Vec::new(),
-            chunked: false,
+        let mut conn = RawConn::over(s);
+        let head = conn.read_head().expect("response head");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "{head}"
+        );
+        let r = EventReader {
+            conn,
             data: Vec::new(),
         };
-        let head = String::from_utf8(r.until(b"\r\n\r\n").expect("response head")).unwrap();
-        r.chunked = head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked");
         (r, head)
-    }
-
-    /// Bytes up to and including `delim`; None on EOF/timeout first.
-    fn until(&mut self, delim: &[u8]) -> Option<Vec<u8>> {
-        loop {
-            if let Some(i) = self.buf.windows(delim.len()).position(|w| w == delim) {
-                return Some(self.buf.drain(..i + delim.len()).collect());
-            }
-            let mut chunk = [0u8; 4096];
-            match self.s.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
-    /// `n` more raw bytes; None on EOF/timeout first.
-    fn exact(&mut self, n: usize) -> Option<Vec<u8>> {
-        while self.buf.len() < n {
-            let mut chunk = [0u8; 4096];
-            match self.s.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
-                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
-            }
-        }
-        Some(self.buf.drain(..n).collect())
     }
 
     /// The next event's text and arrival time; None when the stream ends first.
@@ -83,19 +56,14 @@ impl EventReader {
                 let e: Vec<u8> = self.data.drain(..i + 2).collect();
                 return Some((String::from_utf8(e).unwrap(), Instant::now()));
             }
-            if !self.chunked {
-                let e = self.until(b"\n\n")?;
-                self.data.extend_from_slice(&e);
-                continue;
-            }
-            let line = self.until(b"\r\n")?;
-            let size = std::str::from_utf8(&line).unwrap().trim();
-            let size = usize::from_str_radix(size, 16).unwrap();
+            let line = self.conn.read_line()?;
+            let size = usize::from_str_radix(line.trim(), 16).unwrap();
             if size == 0 {
                 return None;
             }
-            let d = self.exact(size + 2)?;
-            self.data.extend_from_slice(&d[..size]);
+            let chunk = self.conn.read_body(size)?;
+            self.data.extend_from_slice(&chunk);
+            assert_eq!(self.conn.read_body(2)?, b"\r\n");
         }
     }
 }

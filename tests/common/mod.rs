@@ -532,6 +532,17 @@ pub struct RawConn {
 }
 
 impl RawConn {
+    /// The same buffered reading over any stream, such as a client's reading its responses
+    /// (heads read through it are counted nowhere).
+    pub fn over(stream: TcpStream) -> RawConn {
+        RawConn {
+            stream,
+            index: 0,
+            requests: Default::default(),
+            buf: Vec::new(),
+        }
+    }
+
     /// Reads one request head (through CRLFCRLF); None on EOF, error or timeout.
     /// Counts it in the upstream's `requests`.
     pub fn read_head(&mut self) -> Option<String> {
