@@ -36,4 +36,5 @@ pub mod net;
 pub mod proxy;
 pub mod relay;
 pub mod server;
+pub mod throttle;
 pub mod upstream;

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{backend, config_with, free_port, gateway_for, get, Gateway, RawUpstream};
+use common::{
+    backend, config_with, free_port, gateway_for, get, send_in_thread, Gateway, RawUpstream,
+};
 
 /// An address where nothing listens (bound once, then released).
 fn closed_port_addr() -> std::net::SocketAddr {
@@ -748,15 +750,18 @@ fn fail_timeout_counts_from_the_failure_and_one_request_probes() {
     assert!(probe >= Duration::from_millis(350), "no probe: {probe:?}");
 }
 
-/// An upstream that answers (401) as soon as it has the head, while the client is still
-/// sending a copied body: the client gets the answer and a close, the access log its line, and
-/// the worker keeps serving. (The abandoned upload used to take the buffer holding the request
-/// head with it; the access log then indexed an empty buffer and the panic killed the worker.)
+/// An upstream that answers (401, closing) as soon as it has the head, while the client is
+/// still sending a copied body: the client gets the answer, told that the connection closes,
+/// and a close; the access log its line; and the worker keeps serving. (The abandoned upload
+/// used to take the buffer holding the request head with it; the access log then indexed an
+/// empty buffer and the panic killed the worker.)
 #[test]
 fn early_answer_during_an_upload_keeps_the_worker_serving() {
     let up = RawUpstream::start(|mut c| {
         while c.read_head().is_some() {
-            c.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 5\r\n\r\nnope!");
+            c.write(
+                b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 5\r\nConnection: close\r\n\r\nnope!",
+            );
             // Never reads the body; holds the connection a while.
             std::thread::sleep(Duration::from_secs(2));
         }
@@ -783,6 +788,7 @@ fn early_answer_during_an_upload_keeps_the_worker_serving() {
             let r = c.read_response();
             assert_eq!(r.status, 401, "{relay}: {r:?}");
             assert_eq!(r.body, b"nope!");
+            assert_eq!(r.header("connection"), Some("close"), "{relay}: {r:?}");
             assert!(c.is_closed(Duration::from_secs(3)), "{relay}: closed after");
         }
         // The same (single) worker still answers.
@@ -790,6 +796,153 @@ fn early_answer_during_an_upload_keeps_the_worker_serving() {
         assert_eq!(r.status, 401, "{relay}: worker alive: {r:?}");
         assert!(!gw.log().contains("panicked"), "{}", gw.log());
     }
+}
+
+/// An upstream that answers as soon as it has the head and reads the body afterwards (keeping
+/// its connection, as origins that reject or accept early do): ringway still delivers the
+/// whole body, then serves the request pipelined behind it on the same client connection and
+/// the same upstream connection, in every relay mode (as HAProxy does).
+#[test]
+fn early_answer_then_the_upload_is_still_delivered() {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<usize>::new()));
+    let seen = got.clone();
+    let up = RawUpstream::start(move |mut c| {
+        while let Some(head) = c.read_head() {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly");
+            let body = c.read_body(len).map_or(0, |b| b.len());
+            seen.lock().unwrap().push(body);
+        }
+    });
+    const N: usize = 4 << 20;
+    for relay in ["auto", "splice", "copy"] {
+        let gw = Gateway::start(&config_with(
+            free_port(),
+            up.addr,
+            "",
+            "",
+            &format!("relay = \"{relay}\""),
+        ));
+        let before = up.accepted();
+        let mut c = gw.conn();
+        let mut req =
+            format!("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: {N}\r\n\r\n").into_bytes();
+        req.extend(ringway::backend::pattern(N));
+        req.extend_from_slice(&get("/next"));
+        let sender = send_in_thread(&c.stream, req);
+        let r = c.read_response();
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, &b"early"[..]),
+            "{relay}"
+        );
+        assert_eq!(r.header("connection"), None, "{relay}: kept alive: {r:?}");
+        let r = c.read_response();
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, &b"early"[..]),
+            "{relay}: the pipelined GET"
+        );
+        sender.join().unwrap();
+        // The upstream notes the GET's (empty) body after answering it.
+        let t = Instant::now();
+        while got.lock().unwrap().len() < 2 && t.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            got.lock().unwrap().drain(..).collect::<Vec<_>>(),
+            [N, 0],
+            "{relay}: bodies the upstream read"
+        );
+        assert_eq!(
+            up.accepted() - before,
+            1,
+            "{relay}: one upstream connection for both"
+        );
+    }
+}
+
+/// `Expect: 100-continue` goes to the upstream (RFC 9110 §10.1.1): an origin that refuses
+/// the request at once stops the upload before it starts, since the client sees the refusal
+/// and no 100 from ringway; an origin's own 100 reaches the client.
+#[test]
+fn expect_100_continue_is_answered_by_the_upstream() {
+    let up = RawUpstream::start(|mut c| {
+        while let Some(head) = c.read_head() {
+            assert!(
+                head.to_ascii_lowercase().contains("expect: 100-continue"),
+                "{head}"
+            );
+            if head.starts_with("PUT") {
+                c.write(b"HTTP/1.1 100 Continue\r\n\r\n");
+                let body = c.read_body(5).unwrap_or_default();
+                c.write(
+                    format!(
+                        "HTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\n{}",
+                        String::from_utf8_lossy(&body)
+                    )
+                    .as_bytes(),
+                );
+            } else {
+                c.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno");
+                return;
+            }
+        }
+    });
+    let gw = gateway_for(up.addr, "");
+    let mut c = gw.conn();
+    c.send(
+        b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 16777216\r\nExpect: 100-continue\r\n\r\n",
+    );
+    let r = c.read_response();
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (401, &b"no"[..]),
+        "the refusal comes first: {r:?}"
+    );
+    assert_eq!(r.header("connection"), Some("close"));
+    let mut c = gw.conn();
+    c.send(b"PUT /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    assert_eq!(c.read_response().status, 100, "the origin's 100");
+    c.send(b"hello");
+    let r = c.read_response();
+    assert_eq!((r.status, r.body.as_slice()), (201, &b"hello"[..]));
+}
+
+/// Out of file descriptors, the upstream connect fails on this host, not at the server: the
+/// client gets a 503, the log says why, and the server is not marked down (once descriptors
+/// are free again the next request is served, with no `fail_timeout` to sit out).
+#[test]
+fn connects_failing_for_want_of_descriptors_are_503_and_blame_no_server() {
+    let b = backend();
+    let upstream = "max_idle = 0\nfail_timeout = \"60s\"";
+    let cfg = config_with(free_port(), b.addr, "", upstream, "");
+    let gw = Gateway::start_limited(&cfg, 48);
+    let mut c = gw.conn();
+    assert_eq!(c.request(&get("/size/2")).status, 200);
+    // Idle clients fill the descriptor table (the rest wait in the listen backlog).
+    let fill: Vec<_> = (0..80)
+        .map(|_| std::net::TcpStream::connect(gw.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let r = c.request(&get("/size/2"));
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(
+        gw.log().contains("for want of local resources"),
+        "{}",
+        gw.log()
+    );
+    drop(fill);
+    std::thread::sleep(Duration::from_millis(500));
+    let r = c.request(&get("/size/2"));
+    assert_eq!(r.status, 200, "the server was not marked down: {r:?}");
 }
 
 /// A client that stops sending its body mid-way is cut off after the header timeout, even

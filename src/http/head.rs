@@ -81,7 +81,6 @@ pub struct RequestHead {
     pub keep_alive: bool,
     /// `Connection: upgrade` with an `Upgrade` header (WebSocket handshake).
     pub upgrade: Option<Span>,
-    pub expect_continue: bool,
     pub is_head: bool,
     /// Index of the last `X-Forwarded-For` field, which ringway appends to.
     pub forwarded_for: Option<usize>,
@@ -378,7 +377,6 @@ fn classify_request(
     head.headers.clear();
     head.host = None;
     head.upgrade = None;
-    head.expect_continue = false;
     head.forwarded_for = None;
     let mut upgrade_field = None;
     for (i, h) in fields.iter().enumerate() {
@@ -412,8 +410,10 @@ fn classify_request(
                 if !eq(value, "100-continue") {
                     return Err(HeadError::Expectation);
                 }
-                head.expect_continue = true;
-                hop = true;
+                // End to end (RFC 9110 §10.1.1): the origin's 100 or early final answer comes
+                // back as an interim or final response, so a 401 or 413 can stop an upload
+                // before it is sent. HTTP/1.0 requests must have it ignored, so it is dropped.
+                hop = head.minor != 1;
             }
             15 if eq(name, "x-forwarded-for") => head.forwarded_for = Some(i),
             17 if eq(name, "x-forwarded-proto") => hop = true,

@@ -252,6 +252,10 @@ async fn forward<S: Stream>(
                 f.upstream = Some(addr);
                 return reply(client, lim, b, f, 504, "upstream connect timeout", false).await;
             }
+            Err(ConnectError::Local(..)) => {
+                let why = "gateway out of connection resources";
+                return reply(client, lim, b, f, 503, why, false).await;
+            }
         };
         f.upstream = Some(conn.addr);
         let retry = conn.reused && retryable && attempt == 1;
@@ -350,13 +354,6 @@ async fn duplex<S: Stream>(
 ) -> Next {
     let lim = info.send_limit(&w.waits);
     let client_fd = client.socket_fd();
-    if b.req.expect_continue && b.req.minor == 1 {
-        // ringway answers the expectation itself once it is ready to take the body.
-        let (r, _) = write_all_within(client, &b"HTTP/1.1 100 Continue\r\n\r\n"[..], lim).await;
-        if r.is_err() {
-            return Next::Close;
-        }
-    }
     let (mut cbuf, mut cpos, mut bout) = (take(&mut b.cbuf), b.cpos, take(&mut b.bout));
     let head_len = b.req.head_len;
     let timeout = route.response_timeout;
@@ -371,6 +368,7 @@ async fn duplex<S: Stream>(
     // A 101 to an upgrade request: the switch happens once the whole body is sent (RFC 9110
     // §7.8 upgrades after the complete request), whichever side finishes first.
     let switching = Cell::new(false);
+    let upload_done = Cell::new(false);
     let (up_result, down_result) = {
         let (mut cr, mut cw) = halves(client);
         let (mut ur, mut uw) = halves(&mut conn.stream);
@@ -388,7 +386,11 @@ async fn duplex<S: Stream>(
                 timeout,
             },
         };
-        let mut up = pin!(upload(&mut cr, &mut uw, ubuf, body, plan));
+        let mut up = pin!(async {
+            let r = upload(&mut cr, &mut uw, ubuf, body, plan).await;
+            upload_done.set(r.is_ok());
+            r
+        });
         let mut down = pin!(async {
             let head = read_final_head(&mut cw, &mut ur, b, None, max_head, &w.waits, lim).await;
             head_in.set(true);
@@ -409,6 +411,12 @@ async fn duplex<S: Stream>(
             }
             f.status = b.resp.status;
             responded.set(true);
+            if !upload_done.get() && !b.resp.keep_alive {
+                // The upstream answered early and will close: the rest of the body has nowhere
+                // to go, so the client is told this connection ends with the answer (RFC 9112
+                // §9.6) instead of finding it closed under a pipelined request.
+                b.req.keep_alive = false;
+            }
             let t = Timeouts {
                 response: timeout,
                 stream_idle: route.stream_idle_timeout,
@@ -445,8 +453,12 @@ async fn duplex<S: Stream>(
                 // A switch waits for the body; so does an upstream connection that ended
                 // before its answer, since the upload says why: a write that timed out (the
                 // upstream stopped taking the body; its socket was shut down for it) is a
-                // 504, not the closed connection the head read saw.
-                if switching.get() || matches!(d, Err(HeadFail::Empty | HeadFail::Cut)) {
+                // 504, not the closed connection the head read saw. An upstream that answered
+                // early and keeps its connection reads the rest of the body (or it would have
+                // said close): the upload goes on, within its own limits, so that both
+                // connections stay usable, as HAProxy does.
+                let keeps_reading = matches!(d, Ok(Keep { upstream: true, .. }));
+                if switching.get() || keeps_reading || matches!(d, Err(HeadFail::Empty | HeadFail::Cut)) {
                     (Some(up.await), Some(d))
                 } else {
                     (None, Some(d))

@@ -18,6 +18,7 @@ use crate::config::{ListenerSpec, SnapshotHandle};
 use crate::net::{with_timeout, write_all};
 use crate::proxy::errors::error_response;
 use crate::proxy::{close_in_stages, serve, ConnInfo, WorkerState};
+use crate::throttle::Throttle;
 
 use super::listener;
 use super::runtime::{self, Driver};
@@ -155,6 +156,7 @@ async fn accept_loop(
     (w, stop, tasks): (Rc<WorkerState>, Rc<Stop>, Rc<Tasks>),
 ) {
     let l = Rc::new(l);
+    let accept_warnings = Throttle::new();
     loop {
         let accepted = monoio::select! {
             r = sock.accept() => r,
@@ -180,7 +182,9 @@ async fn accept_loop(
             Err(_) if stop.fired.get() => return,
             Err(e) => {
                 // EMFILE/ENFILE: back off instead of spinning; `ringway check` explains the fix.
-                tracing::warn!(error = %e, listener = %l.addr, "accept failed");
+                if let Some(skipped) = accept_warnings.allow(Instant::now()) {
+                    tracing::warn!(error = %e, listener = %l.addr, skipped, "accept failed");
+                }
                 monoio::time::sleep(Duration::from_millis(50)).await;
             }
         }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use monoio::net::TcpStream;
 
 use crate::config::UpstreamSpec;
+use crate::throttle::Throttle;
 
 /// A connection to one upstream server.
 pub struct UpConn {
@@ -52,6 +53,45 @@ pub enum ConnectError {
     Failed(SocketAddr, io::Error),
     /// No answer within the connect timeout: 504.
     Timeout(SocketAddr),
+    /// This host, not the server, could not make the connection: out of file descriptors,
+    /// socket memory or ephemeral ports. The server is not marked down, no other server would
+    /// fare better, and the client gets a 503 (the fault is the gateway's and passes).
+    Local(SocketAddr, io::Error),
+}
+
+impl ConnectError {
+    fn of(addr: SocketAddr, e: io::Error) -> ConnectError {
+        match e.raw_os_error() {
+            Some(
+                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL,
+            ) => ConnectError::Local(addr, e),
+            _ => ConnectError::Failed(addr, e),
+        }
+    }
+}
+
+thread_local! {
+    static CONNECT_WARNINGS: Throttle = const { Throttle::new() };
+}
+
+/// A failed connect goes to the log (at most one line a second per worker, see `Throttle`),
+/// as nginx logs each `connect() failed`: without it an operator sees only 502s.
+fn warn_connect_failed(e: &ConnectError) {
+    let Some(skipped) = CONNECT_WARNINGS.with(|t| t.allow(Instant::now())) else {
+        return;
+    };
+    match e {
+        ConnectError::Failed(addr, err) => {
+            tracing::warn!(server = %addr, error = %err, skipped, "upstream connect failed")
+        }
+        ConnectError::Timeout(addr) => {
+            tracing::warn!(server = %addr, skipped, "upstream connect timed out")
+        }
+        ConnectError::Local(addr, err) => tracing::warn!(
+            server = %addr, error = %err, skipped,
+            "upstream connect failed for want of local resources (see `ringway check`)"
+        ),
+    }
 }
 
 /// All upstream pools of one worker.
@@ -112,7 +152,12 @@ impl Pools {
         let connected = Box::pin(connect(addr, connect_timeout)).await;
         // Down from when the failure is known (a connect timeout takes its time), not from
         // when the connect began, or a server down for less than the timeout is never skipped.
-        let stream = connected.inspect_err(|_| self.mark_down(upstream, server, Instant::now()))?;
+        let stream = connected.inspect_err(|e| {
+            warn_connect_failed(e);
+            if !matches!(e, ConnectError::Local(..)) {
+                self.mark_down(upstream, server, Instant::now());
+            }
+        })?;
         self.upstreams[upstream].borrow_mut().servers[server].down_until = None;
         Ok(UpConn {
             stream,
@@ -252,7 +297,7 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Conne
             let _ = s.set_nodelay(true);
             Ok(s)
         }
-        Ok(Err(e)) => Err(ConnectError::Failed(addr, e)),
+        Ok(Err(e)) => Err(ConnectError::of(addr, e)),
         Err(_) => Err(ConnectError::Timeout(addr)),
     }
 }

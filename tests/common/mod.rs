@@ -102,22 +102,48 @@ impl Gateway {
         }
     }
 
+    /// Starts the gateway with at most `nofile` file descriptors (RLIMIT_NOFILE).
+    pub fn start_limited(config_toml: &str, nofile: u64) -> Gateway {
+        let addr = first_address(config_toml).expect("config has an `address = \"...\"` line");
+        let mut gateway = Self::spawn_with(config_toml, addr, Some(nofile));
+        if let Err(why) = gateway.wait_listening() {
+            panic!(
+                "gateway did not start: {why}\n--- log ---\n{}",
+                gateway.log()
+            );
+        }
+        gateway
+    }
+
     fn spawn(config_toml: &str, addr: SocketAddr) -> Gateway {
+        Self::spawn_with(config_toml, addr, None)
+    }
+
+    fn spawn_with(config_toml: &str, addr: SocketAddr, nofile: Option<u64>) -> Gateway {
         let dir = temp_dir("gw");
         let config_path = dir.join("ringway.toml");
         std::fs::write(&config_path, config_toml).expect("write config");
         let log_path = dir.join("gateway.log");
         let log = std::fs::File::create(&log_path).expect("create log");
-        let child = Command::new(env!("CARGO_BIN_EXE_ringway"))
-            .arg("run")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringway"));
+        cmd.arg("run")
             .arg("-c")
             .arg(&config_path)
             .env_remove("RINGWAY_HOST_ROOT")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn ringway");
+            .stderr(log);
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let child = cmd.spawn().expect("spawn ringway");
         Gateway {
             addr,
             child,
