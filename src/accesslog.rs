@@ -153,7 +153,7 @@ impl AccessLog {
 
     /// The line for an answer ringway gave before any request was read (a head that did not
     /// parse, a connection over the limit): no request line (`- -`), no upstream.
-    pub fn log_unread(&self, client: &str, status: u16, bytes: u64) {
+    pub fn log_unread(&self, client: &str, status: u16, bytes: u64, duration: Duration) {
         self.log(&Entry {
             client,
             method: b"-",
@@ -161,7 +161,7 @@ impl AccessLog {
             status,
             bytes,
             upstream: None,
-            duration: Duration::ZERO,
+            duration,
         });
     }
 

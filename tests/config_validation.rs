@@ -158,6 +158,13 @@ fn max_connections_and_workers_are_bounded() {
         6,
         "expected 1..=10000000 connections per worker, got 9223372036854775807",
     );
+    // Past 64 bits the TOML parser itself refuses the number, before any key is known.
+    refused(
+        &replace("1000", "99999999999999999999"),
+        "listeners[0].max_connections",
+        6,
+        "too large",
+    );
     refused(
         &replace("1000", "10000001"),
         "listeners[0].max_connections",

@@ -359,8 +359,18 @@ fn access_log_has_one_line_per_request() {
     c.request(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
     c.request(&get("/delay/1?x=1"));
     drop(c);
-    // ringway's own answer (a 400: no Host) is logged with its body's length.
-    let bad = gw.conn().request(b"GET / HTTP/1.1\r\n\r\n");
+    // A client that breaks off its upload: nothing to answer, logged as a 400 (as nginx).
+    let mut c = gw.conn();
+    c.send(b"POST /size/0 HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789");
+    std::thread::sleep(Duration::from_millis(200));
+    drop(c);
+    std::thread::sleep(Duration::from_millis(200));
+    // ringway's own answer (a 400: no Host) is logged with its body's length, and with the
+    // time from the head's first bytes.
+    let mut c = gw.conn();
+    c.send(b"GET / HTTP/1.1\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    let bad = c.request(b"\r\n");
     assert_eq!(bad.status, 400);
     let own = format!(" 400 {} ", bad.body.len());
     gw.sigterm();
@@ -369,8 +379,15 @@ fn access_log_has_one_line_per_request() {
         .is_some_and(|s| s.success()));
     let text = std::fs::read_to_string(&log).expect("access log written");
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 5, "{text}");
-    assert!(lines[4].contains(&own), "{:?} lacks {own:?}", lines[4]);
+    assert_eq!(lines.len(), 6, "{text}");
+    assert!(lines[5].contains(&own), "{:?} lacks {own:?}", lines[5]);
+    let us: u64 = lines[5]
+        .rsplit(' ')
+        .next()
+        .and_then(|d| d.strip_suffix("us"))
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0);
+    assert!(us >= 250_000, "{:?}: the head took 300 ms", lines[5]);
     // The service log goes to a file here: plain text, no colour codes.
     assert!(!gw.log().contains('\x1b'), "{:?}", gw.log());
     for (line, want) in lines.iter().zip([
@@ -378,6 +395,7 @@ fn access_log_has_one_line_per_request() {
         "\"GET /status/404\" 404",
         "\"POST /echo\" 200",
         "\"GET /delay/1?x=1\" 200",
+        "\"POST /size/0\" 400",
     ]) {
         assert!(line.contains(want), "{line:?} lacks {want:?}");
     }

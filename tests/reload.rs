@@ -109,3 +109,94 @@ fn reload_names_the_changes_that_need_a_restart() {
     assert!(wait_status(&gw, "/back", 200), "{}", gw.log());
     assert_eq!(warnings(&gw).len(), 2, "{}", gw.log());
 }
+
+/// Head limits are part of the config a reload swaps: a kept-alive connection's very next
+/// request after the reload is held to the new ones, like a new connection's.
+#[test]
+fn reload_applies_head_limits_to_the_next_request_of_kept_alive_connections() {
+    let b = backend();
+    let first = config_with(free_port(), b.addr, "[limits]\nmax_headers = 100", "", "");
+    let gw = Gateway::start(&first);
+    let mut kept = gw.conn();
+    assert_eq!(kept.request(&get("/size/1")).status, 200);
+    let mut many = String::from("GET /size/1 HTTP/1.1\r\nHost: t\r\n");
+    for i in 0..10 {
+        many.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    assert_eq!(kept.request(many.as_bytes()).status, 200);
+
+    std::fs::write(
+        gw.config_path(),
+        first.replace("max_headers = 100", "max_headers = 5"),
+    )
+    .unwrap();
+    gw.signal(Signal::SIGHUP);
+    let t = Instant::now();
+    while !gw.log().contains("config reloaded") && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        gw.conn().request(many.as_bytes()).status,
+        431,
+        "{}",
+        gw.log()
+    );
+    assert_eq!(
+        kept.request(many.as_bytes()).status,
+        431,
+        "the kept-alive connection's next request"
+    );
+}
+
+/// A reload retires the worker's upstream pools: their idle connections close at once, even
+/// while a client connection opened before the reload still holds the old config (only the
+/// current pools are swept for idle timeouts, so the old ones would keep theirs for good).
+#[test]
+fn reload_closes_the_old_pools_idle_upstream_connections() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let closed = Arc::new(AtomicU64::new(0));
+    let seen = closed.clone();
+    let up = common::RawUpstream::start(move |mut c| {
+        while c.read_head().is_some() {
+            std::thread::sleep(Duration::from_millis(200));
+            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+        seen.fetch_add(1, Ordering::SeqCst);
+    });
+    let cfg = config_with(free_port(), up.addr, "", "idle_timeout = \"60s\"", "");
+    let gw = Gateway::start(&cfg);
+    let mut kept = gw.conn();
+    assert_eq!(kept.request(&get("/")).status, 200);
+    // Five at once: five pooled upstream connections.
+    let addr = gw.addr;
+    let burst: Vec<_> = (0..5)
+        .map(|_| std::thread::spawn(move || common::Conn::connect(addr).request(&get("/")).status))
+        .collect();
+    for t in burst {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    assert!(up.accepted() >= 5);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(closed.load(Ordering::SeqCst), 0, "pooled, not closed");
+
+    std::fs::write(gw.config_path(), cfg.replace("60s", "50s")).unwrap();
+    gw.signal(Signal::SIGHUP);
+    let t = Instant::now();
+    while !gw.log().contains("config reloaded") && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(gw.conn().request(&get("/")).status, 200);
+    let t = Instant::now();
+    while closed.load(Ordering::SeqCst) < up.accepted() - 1 && t.elapsed() < Duration::from_secs(3)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        closed.load(Ordering::SeqCst),
+        up.accepted() - 1,
+        "all but the one pooled by the new config are closed"
+    );
+    assert_eq!(kept.request(&get("/")).status, 200);
+}

@@ -26,6 +26,44 @@ pub fn line_of(text: &str, key: &str) -> Option<usize> {
     found.map(|start| text[..start.min(text.len())].matches('\n').count() + 1)
 }
 
+/// The key written on line `line` (1-based) of `text`, with its table (`limits.max_headers`,
+/// `listeners[0].max_connections`): for errors the TOML parser finds before any key is known
+/// (an integer too large for 64 bits), whose message names only the line. A plain scan, since
+/// the text does not parse; dotted and quoted keys come out as written.
+pub fn key_at_line(text: &str, line: usize) -> Option<String> {
+    let mut table = String::new();
+    let mut counts = std::collections::HashMap::<String, usize>::new();
+    for (i, l) in text.lines().enumerate().take(line) {
+        let l = l.trim();
+        if let Some(name) = l
+            .strip_prefix("[[")
+            .and_then(|r| r.split_once("]]"))
+            .map(|r| r.0)
+        {
+            let n = counts.entry(name.trim().to_string()).or_insert(0);
+            table = format!("{}[{}]", name.trim(), *n);
+            *n += 1;
+        } else if let Some(name) = l
+            .strip_prefix('[')
+            .and_then(|r| r.split_once(']'))
+            .map(|r| r.0)
+        {
+            table = name.trim().to_string();
+        } else if i + 1 == line {
+            let key = l.split_once('=')?.0.trim();
+            if key.is_empty() || key.starts_with('#') {
+                return None;
+            }
+            return Some(if table.is_empty() {
+                key.to_string()
+            } else {
+                format!("{table}.{key}")
+            });
+        }
+    }
+    None
+}
+
 enum Seg<'a> {
     Key(&'a str),
     Index(usize),

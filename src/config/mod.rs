@@ -70,9 +70,16 @@ fn parse(text: &str, file: &str) -> Result<RawConfig, ConfigError> {
         let line = inner
             .span()
             .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        // Errors in the TOML syntax itself come before any key; the line still tells it.
+        let key = match key.as_str() {
+            "." => line
+                .and_then(|l| locate::key_at_line(text, l))
+                .unwrap_or_default(),
+            _ => key,
+        };
         ConfigError {
             file: file.to_string(),
-            key: if key == "." { String::new() } else { key },
+            key,
             line,
             message: inner.message().trim().to_string(),
         }
@@ -116,6 +123,20 @@ response_timeout = "250ms"
         assert!(e.key.starts_with("routes[0]"), "{e}");
         assert!(e.message.contains("strip_prefx"), "{e}");
         assert_eq!(e.line, Some(11), "{e}");
+    }
+
+    #[test]
+    fn integer_too_large_names_key_and_line() {
+        let text = GOOD.replace("workers = 2", "workers = 99999999999999999999");
+        let e = load_str(&text, "bad.toml").unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("workers", Some(2)), "{e}");
+        let text = GOOD.replace(
+            "address = \"127.0.0.1:8080\"",
+            "address = \"127.0.0.1:8080\"\nmax_connections = 99999999999999999999",
+        );
+        let e = load_str(&text, "bad.toml").unwrap_err();
+        assert_eq!(e.key, "listeners[0].max_connections", "{e}");
+        assert!(e.message.contains("too large"), "{e}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::mem::take;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::accesslog::Entry;
 use crate::config::{LimitsSpec, RelayMode};
@@ -24,7 +24,7 @@ use crate::upstream::UpConn;
 
 use super::errors::error_response;
 use super::exchange::{exchange, Next};
-use super::state::{Buffers, ConnInfo, WorkerState};
+use super::state::{Buffers, ConnInfo, Generation, WorkerState};
 
 /// Idle connections per worker that may wait holding their buffers (≈ 12 KiB each).
 const HOT_IDLE_MAX: usize = 128;
@@ -55,23 +55,35 @@ pub fn serve<S: Stream>(
         let mut first = true;
         let mut g = w.generation();
         loop {
-            let limits = head_limits(&g.snap.limits);
-            match next_head(&mut client, &mut bufs, &info, &w, &limits, first).await {
-                Head::Ready => {}
+            // When the request's first bytes came (read only when the access log is on).
+            let mut started = None;
+            let head = next_head(
+                &mut client,
+                &mut bufs,
+                &info,
+                &w,
+                &mut g,
+                (first, &mut started),
+            );
+            match head.await {
+                Head::Ready => first = false,
                 Head::Closed => break,
                 Head::Reject(status, why) => {
+                    let took = started.map_or(Duration::ZERO, |t: Instant| t.elapsed());
                     // Boxed: rare, and its write would otherwise size every connection.
-                    Box::pin(reject(&mut client, &mut bufs, &info, &w, status, why)).await;
+                    Box::pin(reject(
+                        &mut client,
+                        &mut bufs,
+                        &info,
+                        &w,
+                        (status, why),
+                        took,
+                    ))
+                    .await;
                     // The rest of what the client sends is unread: close in stages.
                     Box::pin(linger(&mut client, &mut bufs, &w)).await;
                     break;
                 }
-            }
-            first = false;
-            // Each request takes the config current when its head arrived: after a reload,
-            // kept-alive connections route by the new one too (one atomic load when unchanged).
-            if !w.is_current(&g) {
-                g = w.generation();
             }
             // A block, so `next` (which holds an upstream connection) is gone before the
             // tunnel is awaited and never takes room in this future's state.
@@ -79,7 +91,7 @@ pub fn serve<S: Stream>(
                 let b = bufs.as_mut().expect("next_head leaves buffers in place");
                 let in_flight = Counted::new(&w.in_flight);
                 // Boxed so the connection future stays small while it sits idle.
-                let next = Box::pin(exchange(&mut client, b, &info, &g, &w)).await;
+                let next = Box::pin(exchange(&mut client, b, &info, &g, &w, started)).await;
                 drop(in_flight);
                 match next {
                     Next::KeepAlive => {
@@ -160,8 +172,8 @@ async fn reject<S: Stream>(
     bufs: &mut Option<Box<Buffers>>,
     info: &ConnInfo,
     w: &WorkerState,
-    status: u16,
-    why: &'static str,
+    (status, why): (u16, &'static str),
+    took: Duration,
 ) {
     let b = bufs.get_or_insert_with(|| w.take_buffers());
     // The head may not have parsed; its first word still tells a HEAD.
@@ -169,7 +181,7 @@ async fn reject<S: Stream>(
     let head = start.is_some_and(|i| b.cbuf[i..].starts_with(b"HEAD "));
     let bytes = error_response(&mut b.out, status, why, true, head) as u64;
     // The head did not parse: log what ringway answered, without a request line.
-    w.log.log_unread(&info.peer_ip, status, bytes);
+    w.log.log_unread(&info.peer_ip, status, bytes, took);
     let _ = write_all_within(client, take(&mut b.out), info.send_limit(&w.waits)).await;
 }
 
@@ -254,8 +266,8 @@ fn next_head<'a, S: Stream>(
     bufs: &'a mut Option<Box<Buffers>>,
     info: &'a ConnInfo,
     w: &'a WorkerState,
-    limits: &'a HeadLimits,
-    first: bool,
+    g: &'a mut Rc<Generation>,
+    (first, started): (bool, &'a mut Option<Instant>),
 ) -> impl Future<Output = Head> + 'a {
     async move {
         // The rest of a head must come within the header timeout, counted once from its first
@@ -264,8 +276,18 @@ fn next_head<'a, S: Stream>(
         loop {
             if let Some(b) = bufs.as_mut() {
                 if !b.cbuf.is_empty() {
+                    // Each request takes the config current when its bytes arrive: after a
+                    // reload, kept-alive connections parse, route and forward by the new one
+                    // too (one atomic load when unchanged).
+                    if !w.is_current(g) {
+                        *g = w.generation();
+                    }
+                    if started.is_none() && w.log.enabled() {
+                        *started = Some(Instant::now());
+                    }
+                    let limits = head_limits(&g.snap.limits);
                     // Only a complete head has a target to normalise.
-                    let parsed = parse_request(&b.cbuf, limits, &mut b.req).and_then(|done| {
+                    let parsed = parse_request(&b.cbuf, &limits, &mut b.req).and_then(|done| {
                         if done {
                             normalize_target(&mut b.cbuf, &mut b.req)?;
                         }

@@ -72,9 +72,8 @@ pub async fn exchange<S: Stream>(
     info: &ConnInfo,
     g: &Generation,
     w: &WorkerState,
+    start: Option<Instant>,
 ) -> Next {
-    // The clock is read only when a line will be written.
-    let start = w.log.enabled().then(Instant::now);
     let mut facts = Facts {
         status: 0,
         bytes: 0,
@@ -477,7 +476,11 @@ async fn duplex<S: Stream>(
     match (up_result, down_result) {
         (_, Some(Ok(keep))) => finish(keep, request_done, conn, route, g, w),
         _ if responded.get() => Next::Close,
-        (Some(Err(SendError::Client)), _) => Next::Close,
+        (Some(Err(e @ SendError::Client)), _) => {
+            // Nothing to answer; logged as nginx logs a body the client broke off (400).
+            f.status = e.status();
+            Next::Close
+        }
         (Some(Err(e)), None) => reply(client, lim, b, f, e.status(), e.message(), true).await,
         // The upstream stopped taking the body and its socket timed out: no answer could
         // follow, and the timeout is the news (504), not the dead connection it left.

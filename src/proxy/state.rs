@@ -93,7 +93,10 @@ impl WorkerState {
         let gen = self.handle.generation();
         if self.current.borrow().id != gen {
             let g = Generation::new(self.handle.load(), gen);
-            *self.current.borrow_mut() = Rc::new(g);
+            let old = std::mem::replace(&mut *self.current.borrow_mut(), Rc::new(g));
+            // Connections still holding the old generation keep it alive; its pools must not
+            // keep idle upstream connections that no sweep looks at any more.
+            old.pools.retire();
         }
         self.current.borrow().clone()
     }

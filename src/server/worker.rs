@@ -208,7 +208,8 @@ async fn reject_busy(mut stream: TcpStream, peer: std::net::SocketAddr, w: Rc<Wo
     let mut out = Vec::with_capacity(160);
     let body = error_response(&mut out, 503, "connection limit reached", true, false);
     if w.log.enabled() {
-        w.log.log_unread(&peer.ip().to_string(), 503, body as u64);
+        w.log
+            .log_unread(&peer.ip().to_string(), 503, body as u64, Duration::ZERO);
     }
     let (r, _) = with_timeout(Duration::from_secs(1), write_all(&mut stream, out))
         .await

@@ -97,6 +97,9 @@ fn warn_connect_failed(e: &ConnectError) {
 /// All upstream pools of one worker.
 pub struct Pools {
     upstreams: Vec<RefCell<UpstreamPool>>,
+    /// Replaced by a reload: connections coming back are closed, not pooled, since only the
+    /// current generation's pools are swept for idle timeouts and closed connections.
+    retired: Cell<bool>,
 }
 
 impl Pools {
@@ -121,7 +124,21 @@ impl Pools {
                 })
             })
             .collect();
-        Pools { upstreams }
+        Pools {
+            upstreams,
+            retired: Cell::new(false),
+        }
+    }
+
+    /// After a reload: closes the idle connections and pools no more (requests in flight on
+    /// the old config still finish; their connections then close).
+    pub fn retire(&self) {
+        self.retired.set(true);
+        for p in &self.upstreams {
+            for s in &mut p.borrow_mut().servers {
+                s.idle.clear();
+            }
+        }
     }
 
     /// An idle pooled connection to the next server in turn, or a new one (always new when
@@ -179,6 +196,9 @@ impl Pools {
     /// Returns a connection that finished a clean exchange.
     /// `now` is the worker's tick clock: idle ages need no clock read per request.
     pub fn put(&self, upstream: usize, conn: UpConn, now: Instant) {
+        if self.retired.get() {
+            return;
+        }
         let mut p = self.upstreams[upstream].borrow_mut();
         let max = p.max_idle;
         let s = &mut p.servers[conn.server];
