@@ -21,9 +21,9 @@ struct Entry {
     /// `None`: registered but not armed (see [`SocketDeadlines::register_unarmed`]).
     deadline: Option<Instant>,
     expired: bool,
-    /// Whether this is a connection waiting for a request (ended early when the worker
-    /// drains), and which.
-    idle: Idle,
+    /// For a connection waiting for a request (its first or its next), since when: such
+    /// waits end early when the worker drains, and the oldest when a new client needs room.
+    idle_since: Option<Instant>,
     /// What expiry shuts down: the read side (`SHUT_RD`), or both (`SHUT_RDWR`, which also
     /// fails a write stalled on a peer that stopped reading).
     how: libc::c_int,
@@ -34,18 +34,6 @@ struct Entry {
     /// The client a wait for an upstream serves: if it goes away, the wait ends early.
     client: Option<RawFd>,
     client_gone: bool,
-}
-
-/// What a client connection's wait for a request is.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Idle {
-    /// Not a wait for a request.
-    No,
-    /// Waiting for its first request.
-    First,
-    /// Kept alive after a served request: may be ended to make room for a new client
-    /// ([`SocketDeadlines::evict_idle`]).
-    Kept,
 }
 
 /// The housekeeping tick that sweeps deadlines (see `server::worker`).
@@ -71,34 +59,35 @@ impl SocketDeadlines {
     /// fire up to one tick early (fine for idle limits of seconds). The fd must stay open while
     /// the guard lives.
     pub fn register(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
-        self.insert(fd, Some(self.now.get() + timeout), Idle::No, libc::SHUT_RD)
+        self.insert(fd, Some(self.now.get() + timeout), None, libc::SHUT_RD)
     }
 
     /// Watches `fd` without a deadline until [`Deadline::arm`] gives it one: for a wait whose
     /// limit starts later than the wait itself (an upstream's answer to a request whose body
     /// is still being sent).
     pub fn register_unarmed(&self, fd: RawFd) -> Deadline<'_> {
-        self.insert(fd, None, Idle::No, libc::SHUT_RD)
+        self.insert(fd, None, None, libc::SHUT_RD)
     }
 
-    /// Like [`register`](Self::register) for a connection waiting, idle, for its next request
-    /// (`kept`: after a served one, else its first): [`expire_idle`](Self::expire_idle) ends
-    /// such waits at once, and [`evict_idle`](Self::evict_idle) one kept one.
-    pub fn register_idle(&self, fd: RawFd, timeout: Duration, kept: bool) -> Deadline<'_> {
-        let idle = if kept { Idle::Kept } else { Idle::First };
-        self.insert(fd, Some(self.now.get() + timeout), idle, libc::SHUT_RD)
+    /// Like [`register`](Self::register) for a connection waiting, idle, for a request (its
+    /// first or its next): [`expire_idle`](Self::expire_idle) ends such waits at once, and
+    /// [`evict_idle`](Self::evict_idle) the oldest.
+    pub fn register_idle(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
+        let now = self.now.get();
+        self.insert(fd, Some(now + timeout), Some(now), libc::SHUT_RD)
     }
 
-    /// Ends the oldest keep-alive wait (the one nearest its deadline), if any: at the
-    /// connection limit an idle kept-alive connection makes room for a new client, as nginx
-    /// reuses its idle keep-alive connections, instead of new clients getting 503s until
-    /// `keepalive_timeout`. Whether one was found.
+    /// Ends the wait of the connection idle the longest, if any: at the connection limit an
+    /// idle connection (kept alive after a request, or one that has sent nothing yet) makes
+    /// room for a new client, as nginx reuses its idle connections, instead of new clients
+    /// getting 503s until `keepalive_timeout` or `header_timeout` (which clients opening
+    /// connections and sending nothing could hold off for good). Whether one was found.
     pub fn evict_idle(&self) -> bool {
         let mut entries = self.entries.borrow_mut();
         let oldest = entries
             .iter_mut()
-            .filter(|(_, e)| e.idle == Idle::Kept && !e.expired)
-            .min_by_key(|(_, e)| e.deadline);
+            .filter(|(_, e)| e.idle_since.is_some() && !e.expired)
+            .min_by_key(|(_, e)| e.idle_since);
         match oldest {
             Some((_, e)) => {
                 expire(e);
@@ -112,7 +101,7 @@ impl SocketDeadlines {
     /// tick plus one tick, so it fires between `timeout` and `timeout` + two ticks from now,
     /// without reading the clock on the request path.
     pub fn register_exact(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
-        self.insert(fd, Some(self.exact(timeout)), Idle::No, libc::SHUT_RD)
+        self.insert(fd, Some(self.exact(timeout)), None, libc::SHUT_RD)
     }
 
     /// `timeout` from now, never early (see [`register_exact`](Self::register_exact)).
@@ -127,21 +116,21 @@ impl SocketDeadlines {
     ///
     /// [`arm`]: Deadline::arm
     pub fn register_closing(&self, fd: RawFd, timeout: Duration) -> Deadline<'_> {
-        self.insert(fd, Some(self.exact(timeout)), Idle::No, libc::SHUT_RDWR)
+        self.insert(fd, Some(self.exact(timeout)), None, libc::SHUT_RDWR)
     }
 
     fn insert(
         &self,
         fd: RawFd,
         deadline: Option<Instant>,
-        idle: Idle,
+        idle_since: Option<Instant>,
         how: libc::c_int,
     ) -> Deadline<'_> {
         let key = self.entries.borrow_mut().insert(Entry {
             fd,
             deadline,
             expired: false,
-            idle,
+            idle_since,
             how,
             queue: None,
             client: None,
@@ -152,7 +141,7 @@ impl SocketDeadlines {
 
     /// Ends every idle wait now (the worker is draining: idle keep-alive connections close).
     pub fn expire_idle(&self) {
-        self.expire_where(|e| e.idle != Idle::No);
+        self.expire_where(|e| e.idle_since.is_some());
     }
 
     /// Ends every wait now (a drain's time is up): a request waiting for its answer gets its

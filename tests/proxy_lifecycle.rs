@@ -210,10 +210,12 @@ fn listener_connection_limit_answers_503_at_once() {
     let gw = Gateway::start(&cfg);
     // Gateway::start probed the port with a connection; let it go.
     std::thread::sleep(Duration::from_millis(200));
-    // Two connections waiting for their first request fill the limit (an idle kept-alive
-    // connection would make room instead: see the next test).
+    // Two requests in flight fill the limit (an idle connection would make room instead:
+    // see the next test).
     let mut first = gw.conn();
-    let second = gw.conn();
+    first.send(&get("/delay/4000"));
+    let mut second = gw.conn();
+    second.send(&get("/delay/4000"));
     std::thread::sleep(Duration::from_millis(100));
     // Turned away at once, and each gets its 503 even when it reads only after its request
     // went out (an unread request must not make the close a reset that destroys the answer).
@@ -258,6 +260,8 @@ fn listener_connection_limit_answers_503_at_once() {
         );
     }
     // The two admitted connections are unaffected; once one leaves, a new one is admitted.
+    assert_eq!(first.read_response().status, 200);
+    assert_eq!(second.read_response().status, 200);
     assert_eq!(first.request(&get("/size/1")).status, 200);
     drop(second);
     std::thread::sleep(Duration::from_millis(200));
@@ -267,11 +271,11 @@ fn listener_connection_limit_answers_503_at_once() {
     assert!(gw.log().contains("\"- -\" 503 "), "{}", gw.log());
 }
 
-/// At the connection limit an idle kept-alive connection makes room for a new client (as nginx
-/// reuses idle keep-alive connections), so idle clients cannot lock new ones out until
-/// `keepalive_timeout`; the oldest idle one is closed.
+/// At the connection limit an idle connection makes room for a new client (as nginx reuses
+/// idle connections), so idle clients cannot lock new ones out until `keepalive_timeout`, nor
+/// clients that connect and send nothing until `header_timeout`; the oldest idle one is closed.
 #[test]
-fn idle_keepalive_connections_make_room_at_the_limit() {
+fn idle_connections_make_room_at_the_limit() {
     let b = backend();
     let port = free_port();
     let cfg = config(port, b.addr, "").replace(
@@ -292,6 +296,18 @@ fn idle_keepalive_connections_make_room_at_the_limit() {
         "the oldest idle one was closed"
     );
     assert_eq!(second.request(&get("/size/1")).status, 200);
+    drop((second, third));
+    std::thread::sleep(Duration::from_millis(200));
+    // Connections that never send a byte: the oldest makes room too.
+    let mut silent = gw.conn();
+    std::thread::sleep(Duration::from_millis(150));
+    let _silent2 = gw.conn();
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(gw.conn().request(&get("/size/1")).status, 200);
+    assert!(
+        silent.is_closed(Duration::from_secs(2)),
+        "the oldest silent one was closed"
+    );
 }
 
 fn validate(text: &str) -> std::process::Output {
@@ -608,6 +624,53 @@ fn client_leaving_before_the_answer_releases_the_upstream() {
         "{text}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A client that leaves in the middle of a body with a length, while the upstream pauses,
+/// releases the upstream within a tick or two too (not at the upstream's next bytes or the
+/// response timeout): copied bodies and spliced ones, as streamed ones already did.
+#[test]
+fn client_leaving_mid_body_releases_the_upstream() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let closed = Arc::new(AtomicU64::new(0));
+    let seen = closed.clone();
+    let up = common::RawUpstream::start(move |mut c| {
+        let Some(head) = c.read_head() else { return };
+        let len = if head.contains("/big") {
+            1_000_000
+        } else {
+            1000
+        };
+        c.write(format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\nhello").as_bytes());
+        // Pauses mid-body; notes when the gateway lets go.
+        if c.wait_closed(Duration::from_secs(8)) {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let mut n = 0;
+    for relay in ["auto", "copy"] {
+        let route = format!("relay = \"{relay}\"\nresponse_timeout = \"20s\"");
+        let gw = Gateway::start(&common::config_with(free_port(), up.addr, "", "", &route));
+        for path in ["/small", "/big"] {
+            let mut c = gw.conn();
+            c.send(&get(path));
+            let mut head = [0u8; 38];
+            std::io::Read::read_exact(&mut c.stream, &mut head).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            let left = Instant::now();
+            drop(c);
+            n += 1;
+            while closed.load(Ordering::SeqCst) < n && left.elapsed() < Duration::from_secs(3) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(
+                left.elapsed() < Duration::from_secs(1),
+                "{relay} {path}: upstream held {:?} after the client left",
+                left.elapsed()
+            );
+        }
+    }
 }
 
 /// Idle keep-alive connections do not hold up a shutdown: with nothing in flight the gateway

@@ -310,7 +310,7 @@ fn next_head<'a, S: Stream>(
                 } else {
                     info.keepalive_timeout
                 };
-                if !idle_wait(client, bufs, w, (wait, !first)).await {
+                if !idle_wait(client, bufs, w, wait).await {
                     return Head::Closed;
                 }
                 continue;
@@ -344,10 +344,10 @@ fn idle_wait<'a, S: Stream>(
     client: &'a mut S,
     bufs: &'a mut Option<Box<Buffers>>,
     w: &'a WorkerState,
-    (wait, kept): (Duration, bool),
+    wait: Duration,
 ) -> impl Future<Output = bool> + 'a {
     async move {
-        let deadline = w.waits.register_idle(client.socket_fd(), wait, kept);
+        let deadline = w.waits.register_idle(client.socket_fd(), wait);
         if w.hot_idle.get() < HOT_IDLE_MAX {
             let b = bufs.get_or_insert_with(|| w.take_buffers());
             w.hot_idle.set(w.hot_idle.get() + 1);

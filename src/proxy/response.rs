@@ -305,11 +305,10 @@ where
     // for the client to leave (see `relay::stream`).
     let event_stream = is_event_stream(b);
     let streaming = matches!(b.resp.body, BodyKind::Chunked | BodyKind::Close) || event_stream;
-    let (timeout, mut watch) = if streaming {
-        (t.stream_idle, stream::Watch::new(client.as_stream()))
-    } else {
-        (t.response, stream::Watch::off())
-    };
+    let timeout = if streaming { t.stream_idle } else { t.response };
+    // Copied reads of a body with a length watch the client through their deadline instead
+    // (`read_within`).
+    let mut watch = stream::Watch::new(client.as_stream());
     // Event streams idle between events from the start; other streams once a wait was long.
     let mut quiet = event_stream;
     while !relay.done {
@@ -317,7 +316,7 @@ where
             let limits = Deadlines {
                 read: timeout,
                 write: t.client_send,
-                // A stream watches its client while it waits, spliced or copied.
+                // The client is watched while the relay waits for the upstream.
                 watch_dest: watch.is_on(),
             };
             if splice_body(client, up, relay, pipes, f, limits).await? {
@@ -329,15 +328,13 @@ where
             release_for_wait(b);
         }
         let waited = Instant::now();
-        let (r, buf) = stream::read_watching(
-            client.as_stream(),
-            up,
-            take(&mut b.ubuf),
-            timeout,
-            &mut watch,
-            quiet,
-        )
-        .await;
+        let (r, buf) = if streaming {
+            let buf = take(&mut b.ubuf);
+            stream::read_watching(client.as_stream(), up, buf, timeout, &mut watch, quiet).await
+        } else {
+            let client_fd = client.as_stream().socket_fd();
+            read_within(up, take(&mut b.ubuf), (timeout, client_fd), lim.waits).await
+        };
         quiet = streaming && (event_stream || waited.elapsed() > QUIET_AFTER);
         b.ubuf = buf;
         if b.ubuf.capacity() == 0 {
@@ -364,6 +361,28 @@ where
         client_write(client, b, lim).await?;
     }
     Ok(())
+}
+
+/// One read of a body with a length, within `timeout`, ending early if the client it is for
+/// goes away: both through a registered deadline, which the sweep looks at only when the read
+/// outlives a tick (a body that flows costs no timer and no readiness wait on the client).
+async fn read_within<U: AsyncReadRent + AsStream>(
+    up: &mut U,
+    buf: Vec<u8>,
+    (timeout, client_fd): (Duration, RawFd),
+    waits: &SocketDeadlines,
+) -> (StreamRead, Vec<u8>) {
+    let d = waits.register_exact(up.as_stream().socket_fd(), timeout);
+    d.watch_client(client_fd);
+    let (r, buf) = read_append(up, buf).await;
+    let read = match r {
+        _ if d.client_gone() => StreamRead::ClientGone,
+        _ if d.expired() => StreamRead::Idle,
+        Ok(0) => StreamRead::Eof,
+        Ok(n) => StreamRead::Data(n),
+        Err(e) => StreamRead::Error(e),
+    };
+    (read, buf)
 }
 
 /// True when the response head says `Content-Type: text/event-stream`.

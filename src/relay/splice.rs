@@ -54,8 +54,9 @@ impl Fail {
 pub struct Deadlines {
     pub read: Duration,
     pub write: Duration,
-    /// While waiting for the source, watch the destination (a client receiving a stream) and
-    /// fail the relay as soon as it goes away, as the copy path does (see `relay::stream`).
+    /// While waiting for the source longer than a tick, watch the destination (a client
+    /// receiving a response) and fail the relay as soon as it goes away, as the copy path does
+    /// (see `relay::stream`).
     pub watch_dest: bool,
 }
 
@@ -241,8 +242,15 @@ impl Relay<'_> {
                 Side::Source => t.read,
             };
             let waited = match (side, watch) {
+                // The first tick of a wait for the source is not watched: while a body flows
+                // the source is back within it, and its waits cost no look at the client.
                 (Side::Source, Some(fd)) => {
-                    wait_source_watching(src, dst, fd, dur, &mut watch).await
+                    match self.wait_side(src, dst, Some(dur.min(TICK))).await {
+                        Waited::Timeout(Side::Source) if dur > TICK => {
+                            wait_source_watching(src, dst, fd, dur - TICK, &mut watch).await
+                        }
+                        w => w,
+                    }
                 }
                 _ => self.wait_side(src, dst, Some(dur)).await,
             };

@@ -56,11 +56,6 @@ impl Watch {
         }
     }
 
-    /// A watch that never fires (bodies with a length, or no raw socket).
-    pub fn off() -> Watch {
-        Watch { fd: None }
-    }
-
     /// Whether the client is (still) watched.
     pub fn is_on(&self) -> bool {
         self.fd.is_some()
