@@ -147,11 +147,19 @@ fn host_values_of_every_valid_shape_are_accepted() {
     }
 }
 
+/// Another major version is a 505; a higher 1.x minor is served as 1.1 (RFC 9110 §2.5, as
+/// nginx and HAProxy do); a request line with a space in its target or an extra word is
+/// malformed (400), whatever it ends with.
 #[test]
-fn other_http_versions_are_505() {
+fn other_http_versions_are_505_and_higher_minors_are_11() {
     let (_b, gw) = setup("");
     rejected(&gw, b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505);
-    rejected(&gw, b"GET / HTTP/1.2\r\nHost: t\r\n\r\n", 505);
+    rejected(&gw, b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n", 400);
+    rejected(&gw, b"GET / x HTTP/1.1\r\nHost: t\r\n\r\n", 400);
+    let mut c = gw.conn();
+    let r = c.request(b"GET /size/3 HTTP/1.2\r\nHost: t\r\n\r\n");
+    assert_eq!((r.status, r.body.len()), (200, 3));
+    assert_eq!(c.request(&get("/size/2")).status, 200, "kept alive as 1.1");
 }
 
 /// A bad chunked body may be detected after the head (and part of the body) went upstream:
@@ -189,6 +197,9 @@ fn bad_chunked_bodies_are_400_or_closed() {
         b"5\r\nhelloXX0\r\n\r\n",
         b"5\nhello\n0\n\n",
         b"5\r\nhello\n0\r\n\r\n",
+        // A size line with more than whitespace and `;ext` after the size (`5 6`: which?).
+        b"5 6\r\nhello\r\n0\r\n\r\n",
+        b"5 junk\r\nhello\r\n0\r\n\r\n",
     ] {
         bad_chunked(&gw, body);
     }

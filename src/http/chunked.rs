@@ -29,7 +29,10 @@ enum State {
     Size {
         digits: u8,
     },
-    /// After the size: optional whitespace and `;ext`, up to CR.
+    /// Whitespace after the size (RFC 9112 §7.1's BWS): only `;` and an extension, or the
+    /// line's end, may follow (`5 6` or `5 junk` is no size line).
+    SizeWs,
+    /// After `;`: extensions, up to CR.
     Ext,
     /// Expecting LF after the size line's CR.
     SizeLf,
@@ -144,6 +147,21 @@ impl ChunkedDecoder {
                 None if digits == 0 => return Err("invalid chunk size"),
                 None => return self.after_size(b, mode, out),
             },
+            State::SizeWs => match b {
+                b' ' | b'\t' => {
+                    self.ext_bytes += 1;
+                    if self.ext_bytes > MAX_EXT_BYTES {
+                        return Err("chunk extension too long");
+                    }
+                    State::SizeWs
+                }
+                b';' => State::Ext,
+                b'\r' => {
+                    self.ext_bytes = 0;
+                    State::SizeLf
+                }
+                _ => return Err("invalid chunk size line"),
+            },
             State::Ext => match b {
                 b'\r' => {
                     self.ext_bytes = 0;
@@ -206,7 +224,8 @@ impl ChunkedDecoder {
     ) -> Result<(), &'static str> {
         self.state = match b {
             b'\r' => State::SizeLf,
-            b';' | b' ' | b'\t' => State::Ext,
+            b';' => State::Ext,
+            b' ' | b'\t' => State::SizeWs,
             _ => return Err("invalid chunk size"),
         };
         Ok(())
@@ -297,11 +316,29 @@ mod tests {
             b"0\r\nX: 1\n\r\n",
             b"0\r\n\n",
             b"5\r\r\n",
+            // After the size's whitespace only `;` or the line's end may come.
+            b"5 6\r\nhello\r\n0\r\n\r\n",
+            b"5 junk\r\nhello\r\n0\r\n\r\n",
+            b"5 =x\r\nhello\r\n0\r\n\r\n",
         ] {
             assert!(
                 run(bad, ChunkedOutput::Data).is_err(),
                 "{:?}",
                 String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn whitespace_before_an_extension_or_the_end_is_allowed() {
+        for good in [
+            &b"5 \r\nhello\r\n0\r\n\r\n"[..],
+            b"5\t ; a=b\r\nhello\r\n0\r\n\r\n",
+        ] {
+            assert!(
+                run(good, ChunkedOutput::Data).is_ok(),
+                "{:?}",
+                String::from_utf8_lossy(good)
             );
         }
     }

@@ -151,6 +151,10 @@ pub fn parse_request(
     let len = match status {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return partial_request(buf, limits),
+        Err(httparse::Error::Version) if higher_minor(buf, true).is_some() => {
+            let at = higher_minor(buf, true).expect("checked");
+            return parse_request(&as_http11(buf, at), limits, head);
+        }
         Err(e) => return Err(request_error(e, buf)),
     };
     if len > limits.max_head {
@@ -235,15 +239,43 @@ fn request_error(e: httparse::Error, buf: &[u8]) -> HeadError {
     }
 }
 
-/// `HTTP/d.d` that is not 1.0/1.1 earns 505 rather than 400.
+/// A well-formed request line (method, target and version, one space apart) whose version
+/// is `HTTP/d.d` but not 1.0/1.1 earns 505 rather than 400; any other line is malformed (400),
+/// whatever it ends with.
 fn looks_like_other_version(buf: &[u8]) -> bool {
     let line = &buf[..memchr::memchr(b'\r', buf).unwrap_or(buf.len())];
     let v = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+    line.iter().filter(|&&b| b == b' ').count() == 2 && is_version_like(v)
+}
+
+fn is_version_like(v: &[u8]) -> bool {
     v.len() == 8
         && v.starts_with(b"HTTP/")
         && v[5].is_ascii_digit()
         && v[6] == b'.'
         && v[7].is_ascii_digit()
+}
+
+/// Where the version of a head's start line is when it is HTTP/1.2 to HTTP/1.9: a higher minor
+/// version than ours, which RFC 9110 §2.5 says to handle as the highest we implement (1.1), as
+/// nginx and HAProxy do. httparse refuses them, so the head is parsed again with the digit
+/// lowered (positions are unchanged). `request`: the version ends the line, else starts it.
+fn higher_minor(buf: &[u8], request: bool) -> Option<usize> {
+    let line = &buf[..memchr::memchr(b'\r', buf)?];
+    let at = if request {
+        line.len().checked_sub(8)?
+    } else {
+        0
+    };
+    let v = line.get(at..at + 8)?;
+    (is_version_like(v) && v[5] == b'1' && v[7] >= b'2').then_some(at + 7)
+}
+
+/// `buf` with the minor version digit at `at` made 1 (see [`higher_minor`]).
+fn as_http11(buf: &[u8], at: usize) -> Vec<u8> {
+    let mut copy = buf.to_vec();
+    copy[at] = b'1';
+    copy
 }
 
 /// httparse accepts a bare LF as a line ending; RFC 9112 §2.2 lets us, and smuggling defence
@@ -516,6 +548,10 @@ pub fn parse_response(
         }
         Ok(httparse::Status::Partial) => return Ok(false),
         Err(httparse::Error::TooManyHeaders) => return Err("too many response header fields"),
+        Err(httparse::Error::Version) if higher_minor(buf, false).is_some() => {
+            let at = higher_minor(buf, false).expect("checked");
+            return parse_response(&as_http11(buf, at), max_head, request_was_head, head);
+        }
         Err(_) => return Err("malformed response head"),
     };
     if len > max_head {
@@ -525,12 +561,30 @@ pub fn parse_response(
     head.head_len = len;
     head.status = resp.code.unwrap_or(0);
     head.minor = resp.version.unwrap_or(1);
-    head.reason = Span::of(buf, resp.reason.unwrap_or("").as_bytes());
+    head.reason = Span::of(buf, reason(buf, resp.reason));
     if !(100..=599).contains(&head.status) {
         return Err("invalid response status");
     }
     classify_response(buf, resp.headers, request_was_head, head)?;
     Ok(true)
+}
+
+/// The reason phrase as sent. httparse gives an empty one when the phrase has obs-text
+/// (bytes from 0x80, which RFC 9112 §4 allows and nginx and HAProxy pass on); then it is the
+/// rest of the status line after `HTTP/1.x NNN `.
+fn reason<'b>(buf: &'b [u8], parsed: Option<&'b str>) -> &'b [u8] {
+    match parsed {
+        Some(r) if !r.is_empty() => r.as_bytes(),
+        _ => {
+            let start = buf
+                .iter()
+                .position(|&c| c != b'\r' && c != b'\n')
+                .unwrap_or(0);
+            let line = &buf[start..];
+            let line = &line[..memchr::memchr(b'\r', line).unwrap_or(line.len())];
+            line.get(13..).unwrap_or(&[])
+        }
+    }
 }
 
 fn classify_response(
@@ -858,6 +912,18 @@ mod tests {
         assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 400);
         assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"), 400);
         assert_eq!(status("GET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
+        // A space in the target or an extra word is a malformed line, not a version problem.
+        assert_eq!(status("GET /a b HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(status("GET / x HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        // A higher minor version is read as 1.1 (RFC 9110 §2.5), in either direction.
+        assert_eq!(req("GET / HTTP/1.2\r\nHost: x\r\n\r\n").unwrap().minor, 1);
+        assert_eq!(resp("HTTP/1.9 204 No\r\n\r\n", false).unwrap().minor, 1);
+        assert!(resp("HTTP/2.1 204 No\r\n\r\n", false).is_err());
+        // A reason phrase with obs-text (here Latin-1) is kept as sent.
+        let raw = b"HTTP/1.1 200 Gr\xfc\xdfe\r\nContent-Length: 0\r\n\r\n";
+        let mut h = ResponseHead::default();
+        assert_eq!(parse_response(raw, 8192, false, &mut h), Ok(true));
+        assert_eq!(h.reason.get(raw), b"Gr\xfc\xdfe");
         assert_eq!(status("GET / HTTX/1.1\r\nHost: x\r\n\r\n"), 400);
         assert_eq!(
             status("GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n"),
