@@ -76,7 +76,7 @@ fn main() {
         .collect();
     let pid: Option<u32> = a.string("pid").and_then(|p| p.parse().ok());
     let watch = pid.map(|pid| {
-        let mut w = util::ProcWatch::begin(&[pid]);
+        let mut w = util::ProcWatch::begin(pid);
         while !threads.iter().all(|t| t.is_finished()) {
             std::thread::sleep(Duration::from_millis(500));
             w.sample();
@@ -106,7 +106,7 @@ fn main() {
     if let Some((w, (user, sys))) = watch {
         println!(
             "[{label}] pid {}: RSS start {} MiB peak {} MiB; CPU user {user:.2} s + sys {sys:.2} s over {wall:.0} s ({:.1}% of one core)",
-            w.pids[0],
+            w.pid,
             w.rss_start_kib / 1024,
             w.rss_peak_kib / 1024,
             100.0 * (user + sys) / wall

@@ -133,45 +133,34 @@ pub fn cpu(pid: u32) -> Option<(Duration, Duration)> {
     Some((t(11), t(12)))
 }
 
-/// Samples a set of processes (one gateway, or several sharing a port with SO_REUSEPORT):
-/// their summed CPU at the start and end of a window, and the peak of their summed RSS.
+/// Samples a process: CPU at the start and end of a window, and the peak RSS in between.
 pub struct ProcWatch {
-    pub pids: Vec<u32>,
+    pub pid: u32,
     start: Option<(Duration, Duration)>,
     pub rss_start_kib: u64,
     pub rss_peak_kib: u64,
 }
 
 impl ProcWatch {
-    pub fn begin(pids: &[u32]) -> ProcWatch {
-        let rss = Self::rss(pids);
+    pub fn begin(pid: u32) -> ProcWatch {
+        let rss = rss_kib(pid).unwrap_or(0);
         ProcWatch {
-            pids: pids.to_vec(),
-            start: Self::cpu(pids),
+            pid,
+            start: cpu(pid),
             rss_start_kib: rss,
             rss_peak_kib: rss,
         }
     }
 
-    fn rss(pids: &[u32]) -> u64 {
-        pids.iter().filter_map(|&p| rss_kib(p)).sum()
-    }
-
-    fn cpu(pids: &[u32]) -> Option<(Duration, Duration)> {
-        pids.iter()
-            .map(|&p| cpu(p))
-            .try_fold((Duration::ZERO, Duration::ZERO), |(u, s), c| {
-                c.map(|(cu, cs)| (u + cu, s + cs))
-            })
-    }
-
     pub fn sample(&mut self) {
-        self.rss_peak_kib = self.rss_peak_kib.max(Self::rss(&self.pids));
+        if let Some(r) = rss_kib(self.pid) {
+            self.rss_peak_kib = self.rss_peak_kib.max(r);
+        }
     }
 
     /// (user, system) CPU seconds spent since `begin`.
     pub fn cpu_since(&self) -> (f64, f64) {
-        match (self.start, Self::cpu(&self.pids)) {
+        match (self.start, cpu(self.pid)) {
             (Some((u0, s0)), Some((u1, s1))) => ((u1 - u0).as_secs_f64(), (s1 - s0).as_secs_f64()),
             _ => (0.0, 0.0),
         }

@@ -5,7 +5,7 @@
 //!
 //! Run it through `benches/ws/run.sh`, which starts the backend and the gateway. Directly:
 //! `ws --run --addr 127.0.0.1:PORT [--conns 10000] [--rate 10] [--size 500] [--duration 60]
-//!  [--threads 2] [--ramp 2000] [--pid GATEWAY_PID[,PID...]] [--quick]`.
+//!  [--threads 2] [--ramp 2000] [--pid GATEWAY_PID] [--quick]`.
 //! Without `--run` it prints this usage and exits 0 (so `cargo bench` alone does not fail).
 
 #[path = "../util/mod.rs"]
@@ -72,7 +72,7 @@ impl Stats {
 fn main() {
     let a = util::Args::parse();
     if !a.has("run") {
-        eprintln!("usage: ws --run --addr HOST:PORT [--conns N] [--rate R] [--size B] [--duration S] [--threads T] [--ramp CONNS_PER_S] [--pid PID[,PID...]] [--quick]");
+        eprintln!("usage: ws --run --addr HOST:PORT [--conns N] [--rate R] [--size B] [--duration S] [--threads T] [--ramp CONNS_PER_S] [--pid PID] [--quick]");
         return;
     }
     let quick = a.has("quick");
@@ -86,11 +86,7 @@ fn main() {
         ramp: a.get("ramp", 2000),
     };
     let nofile = util::raise_nofile();
-    // One gateway pid, or several (comma-separated) sharing the port with SO_REUSEPORT.
-    let pids: Vec<u32> = a
-        .string("pid")
-        .map(|p| p.split(',').filter_map(|x| x.parse().ok()).collect())
-        .unwrap_or_default();
+    let pid: Option<u32> = a.string("pid").and_then(|p| p.parse().ok());
     let ramp_time = Duration::from_secs_f64(o.conns as f64 / o.ramp as f64);
     let t0 = Instant::now();
     let start_at = t0 + ramp_time + Duration::from_secs(2);
@@ -107,9 +103,9 @@ fn main() {
 
     // Gateway footprint over the messaging window.
     let mut watch = None;
-    if !pids.is_empty() {
+    if let Some(pid) = pid {
         std::thread::sleep(start_at.saturating_duration_since(Instant::now()));
-        let mut w = util::ProcWatch::begin(&pids);
+        let mut w = util::ProcWatch::begin(pid);
         let end = start_at + o.duration;
         while Instant::now() < end {
             std::thread::sleep(Duration::from_millis(500).min(end - Instant::now()));
@@ -147,8 +143,8 @@ fn main() {
     if let Some((w, (user, sys))) = watch {
         let secs = o.duration.as_secs_f64();
         println!(
-            "gateway pid {:?}: RSS {} MiB at start of messaging, peak {} MiB; CPU user {user:.1} s + sys {sys:.1} s over {secs:.0} s = {:.0}% of one core; {:.2} us CPU per message relayed (both directions)",
-            w.pids,
+            "gateway pid {}: RSS {} MiB at start of messaging, peak {} MiB; CPU user {user:.1} s + sys {sys:.1} s over {secs:.0} s = {:.0}% of one core; {:.2} us CPU per message relayed (both directions)",
+            w.pid,
             w.rss_start_kib / 1024,
             w.rss_peak_kib / 1024,
             100.0 * (user + sys) / secs,

@@ -7,14 +7,10 @@
 #   DIRECT=1 benches/ws/run.sh   # baseline: the same client straight to the backend
 #   RELAY=copy benches/ws/run.sh # the route's relay mode (auto | splice | copy)
 #   PEER=nginx WORKERS=1 benches/ws/run.sh   # the same soak through nginx (one worker) instead
-#   INSTANCES=2 WORKERS=1 benches/ws/run.sh   # two ringway processes on one port (SO_REUSEPORT)
 #
 # Every process raises its soft RLIMIT_NOFILE to the hard limit. A tunnel costs ringway two
 # fds (client + upstream), so with a hard limit of 20,000 one gateway holds at most ~9,900
-# tunnels; CONNS defaults to min(10000, INSTANCES * (hard - 200) / 2) and the report says what
-# ran. INSTANCES > 1 starts that many gateways with the same config on the same port (the kernel
-# spreads connections over every SO_REUSEPORT listener), each with its own fd limit, and the
-# report sums their CPU and RSS: how a host whose hard limit is below 2 fds per tunnel holds more.
+# tunnels; CONNS defaults to min(10000, (hard - 200) / 2) and the report says what ran.
 # Only the processes started here are stopped (by pid) on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,7 +24,7 @@ HARD=$(ulimit -Hn)
 if [[ $QUICK == 1 ]]; then
     CONNS=${CONNS:-100}; DURATION=${DURATION:-5}
 else
-    MAXC=$(( ${INSTANCES:-1} * (HARD - 200) / 2 )); (( MAXC > 10000 )) && MAXC=10000
+    MAXC=$(( (HARD - 200) / 2 )); (( MAXC > 10000 )) && MAXC=10000
     CONNS=${CONNS:-$MAXC}; DURATION=${DURATION:-60}
 fi
 RATE=${RATE:-10}; SIZE=${SIZE:-500}; RELAY=${RELAY:-auto}
@@ -41,14 +37,9 @@ DIR=$(mktemp -d /tmp/ringway-ws-soak.XXXXXX)
 trap stop_started EXIT
 
 start_soak "$DIR" "$BPORT" "$GPORT" "$WORKERS" "$BACKEND_THREADS" 'tunnel_idle_timeout = "120s"' "relay = \"$RELAY\""
-MEASURED=$GW
-for _ in $(seq 2 "${INSTANCES:-1}"); do
-    "$RINGWAY" run -c "$DIR/ringway.toml" >>"$DIR/gateway-more.log" 2>&1 &
-    PIDS+=($!)
-    MEASURED="$MEASURED,$!"
-done
-echo "gateway pid(s) $MEASURED on :$GPORT (workers $WORKERS each), backend :$BPORT (threads $BACKEND_THREADS); relay $RELAY; nofile hard $HARD; $(nproc) CPUs" >&2
+echo "gateway pid $GW on :$GPORT (workers $WORKERS), backend :$BPORT (threads $BACKEND_THREADS); relay $RELAY; nofile hard $HARD; $(nproc) CPUs" >&2
 TARGET=$GPORT
+MEASURED=$GW
 if [[ "${DIRECT:-0}" == 1 ]]; then TARGET=$BPORT; echo "DIRECT=1: client talks to the backend itself (baseline)" >&2; fi
 if [[ "${PEER:-}" == nginx ]]; then
     # nginx as the WebSocket proxy in front of the same backend; its one worker is measured.
