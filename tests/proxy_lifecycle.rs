@@ -154,6 +154,52 @@ fn sigterm_gives_up_on_requests_past_drain_timeout() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A body whose upstream stalls half-way is cut at `drain_timeout` too, and still logged (the
+/// relay, copied or spliced, ends through its client watch once the drain shuts the clients
+/// down, instead of being dropped where it stood).
+#[test]
+fn sigterm_cuts_bodies_stalled_upstream_with_their_log_lines() {
+    let up = common::RawUpstream::start(|mut c| {
+        let Some(head) = c.read_head() else { return };
+        let len = if head.contains("/big") {
+            1_000_000
+        } else {
+            1000
+        };
+        c.write(format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n0123456789").as_bytes());
+        c.wait_closed(Duration::from_secs(8));
+    });
+    let dir = temp_dir("cut-stalled");
+    let log = dir.join("access.log");
+    let top = format!(
+        "drain_timeout = \"300ms\"\n[access_log]\nenabled = true\npath = \"{}\"",
+        log.display()
+    );
+    let mut gw = Gateway::start(&config(free_port(), up.addr, &top));
+    let mut conns = Vec::new();
+    for path in ["/small", "/big"] {
+        let mut c = gw.conn();
+        c.send(&get(path));
+        conns.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    let sent = Instant::now();
+    gw.sigterm();
+    let status = gw.wait_exit(Duration::from_secs(4)).expect("exits");
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(status.success(), "{status}");
+    let text = std::fs::read_to_string(&log).expect("access log written");
+    for path in ["/small", "/big"] {
+        let want = format!("\"GET {path}\" 200 ");
+        assert!(text.contains(&want), "no line for {path}: {text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// GET, POST echo of 1 MiB, pipelining and a 502 on one driver.
 fn driver_subset(driver: &str) {
     let b = backend();
