@@ -121,9 +121,10 @@ impl WorkerState {
         }
     }
 
-    /// Closes expired pooled upstream connections.
+    /// Closes expired pooled upstream connections. Picks up a reload first, so the old
+    /// config's pools are retired within a sweep even on a worker no request reaches.
     pub fn sweep(&self) {
-        self.current.borrow().pools.sweep();
+        self.generation().pools.sweep();
     }
 }
 
