@@ -151,11 +151,12 @@ pub fn parse_request(
     let len = match status {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return partial_request(buf, limits),
-        Err(httparse::Error::Version) if higher_minor(buf, true).is_some() => {
-            let at = higher_minor(buf, true).expect("checked");
-            return parse_request(&as_http11(buf, at), limits, head);
+        Err(e) => {
+            return match (e, as_http11(buf, true)) {
+                (httparse::Error::Version, Some(copy)) => parse_request(&copy, limits, head),
+                (e, _) => Err(request_error(e, buf)),
+            }
         }
-        Err(e) => return Err(request_error(e, buf)),
     };
     if len > limits.max_head {
         return Err(HeadError::TooLarge);
@@ -256,11 +257,11 @@ fn is_version_like(v: &[u8]) -> bool {
         && v[7].is_ascii_digit()
 }
 
-/// Where the version of a head's start line is when it is HTTP/1.2 to HTTP/1.9: a higher minor
-/// version than ours, which RFC 9110 §2.5 says to handle as the highest we implement (1.1), as
-/// nginx and HAProxy do. httparse refuses them, so the head is parsed again with the digit
-/// lowered (positions are unchanged). `request`: the version ends the line, else starts it.
-fn higher_minor(buf: &[u8], request: bool) -> Option<usize> {
+/// A head whose start line says HTTP/1.2 to HTTP/1.9 (a higher minor version than ours, which
+/// RFC 9110 §2.5 says to handle as the highest we implement, as nginx and HAProxy do), copied
+/// with the minor digit made 1 so that httparse, which refuses them, can parse it (positions
+/// are unchanged). `request`: the version ends the start line, else starts it.
+fn as_http11(buf: &[u8], request: bool) -> Option<Vec<u8>> {
     let line = &buf[..memchr::memchr(b'\r', buf)?];
     let at = if request {
         line.len().checked_sub(8)?
@@ -268,14 +269,12 @@ fn higher_minor(buf: &[u8], request: bool) -> Option<usize> {
         0
     };
     let v = line.get(at..at + 8)?;
-    (is_version_like(v) && v[5] == b'1' && v[7] >= b'2').then_some(at + 7)
-}
-
-/// `buf` with the minor version digit at `at` made 1 (see [`higher_minor`]).
-fn as_http11(buf: &[u8], at: usize) -> Vec<u8> {
+    if !(is_version_like(v) && v[5] == b'1' && v[7] >= b'2') {
+        return None;
+    }
     let mut copy = buf.to_vec();
-    copy[at] = b'1';
-    copy
+    copy[at + 7] = b'1';
+    Some(copy)
 }
 
 /// httparse accepts a bare LF as a line ending; RFC 9112 §2.2 lets us, and smuggling defence
@@ -548,9 +547,11 @@ pub fn parse_response(
         }
         Ok(httparse::Status::Partial) => return Ok(false),
         Err(httparse::Error::TooManyHeaders) => return Err("too many response header fields"),
-        Err(httparse::Error::Version) if higher_minor(buf, false).is_some() => {
-            let at = higher_minor(buf, false).expect("checked");
-            return parse_response(&as_http11(buf, at), max_head, request_was_head, head);
+        Err(httparse::Error::Version) => {
+            return match as_http11(buf, false) {
+                Some(copy) => parse_response(&copy, max_head, request_was_head, head),
+                None => Err("malformed response head"),
+            }
         }
         Err(_) => return Err("malformed response head"),
     };

@@ -242,15 +242,8 @@ impl Relay<'_> {
                 Side::Source => t.read,
             };
             let waited = match (side, watch) {
-                // The first tick of a wait for the source is not watched: while a body flows
-                // the source is back within it, and its waits cost no look at the client.
                 (Side::Source, Some(fd)) => {
-                    match self.wait_side(src, dst, Some(dur.min(TICK))).await {
-                        Waited::Timeout(Side::Source) if dur > TICK => {
-                            wait_source_watching(src, dst, fd, dur - TICK, &mut watch).await
-                        }
-                        w => w,
-                    }
+                    wait_source_watching(src, dst, fd, dur, &mut watch).await
                 }
                 _ => self.wait_side(src, dst, Some(dur)).await,
             };
@@ -440,7 +433,9 @@ fn waited(side: Side, r: Option<io::Result<()>>) -> Waited {
 
 /// Waits up to `dur` for the source while watching the destination client (`fd`): a client
 /// that left fails the wait as a destination error at once; one that sent bytes (a pipelined
-/// request) is not watched any more (`watch` cleared), as in `relay::stream`.
+/// request) is not watched any more (`watch` cleared), as in `relay::stream`. The first tick
+/// of the wait is not watched: while a body flows the source is back within it, and its waits
+/// cost no look at the client.
 async fn wait_source_watching<S: Stream, D: Stream>(
     src: &S,
     dst: &D,
@@ -448,7 +443,14 @@ async fn wait_source_watching<S: Stream, D: Stream>(
     dur: Duration,
     watch: &mut Option<RawFd>,
 ) -> Waited {
-    let mut wait = pin!(with_timeout(dur, src.wait_readable()));
+    match waited(
+        Side::Source,
+        with_timeout(dur.min(TICK), src.wait_readable()).await,
+    ) {
+        Waited::Timeout(Side::Source) if dur > TICK => {}
+        w => return w,
+    }
+    let mut wait = pin!(with_timeout(dur - TICK, src.wait_readable()));
     loop {
         if watch.is_none() {
             return waited(Side::Source, wait.await);
