@@ -166,6 +166,16 @@ fn response_timeout_is_504() {
     assert_eq!(c.request(&get("/size/3")).status, 200);
 }
 
+/// A TCP socket bound to a free loopback port, not yet listening (for listeners a test
+/// shapes itself: its backlog, its buffers).
+fn loopback_socket() -> socket2::Socket {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    s.bind(&addr.into()).unwrap();
+    s
+}
+
 /// A loopback address whose accept queue is full, so SYNs are dropped and connects time out.
 /// Returns the listener and the connections filling its queue (keep them alive).
 fn blackhole() -> (
@@ -173,15 +183,7 @@ fn blackhole() -> (
     Vec<std::net::TcpStream>,
     std::net::SocketAddr,
 ) {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.bind(
-        &"127.0.0.1:0"
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
+    let s = loopback_socket();
     s.listen(0).unwrap();
     let addr = s.local_addr().unwrap().as_socket().unwrap();
     let mut fill = Vec::new();
@@ -855,10 +857,7 @@ fn early_answer_then_the_upload_is_still_delivered() {
         );
         sender.join().unwrap();
         // The upstream notes the GET's (empty) body after answering it.
-        let t = Instant::now();
-        while got.lock().unwrap().len() < 2 && t.elapsed() < Duration::from_secs(2) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        common::wait_until(Duration::from_secs(2), || got.lock().unwrap().len() >= 2);
         assert_eq!(
             got.lock().unwrap().drain(..).collect::<Vec<_>>(),
             [N, 0],
@@ -1324,12 +1323,8 @@ fn pooled_connections_closed_by_the_server_are_released() {
     let mut c = gw.conn();
     assert_eq!(c.request(&get("/")).status, 200);
     let with_pooled = fds();
-    let until = Instant::now() + Duration::from_secs(3);
-    while fds() >= with_pooled && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(50));
-    }
     assert!(
-        fds() < with_pooled,
+        common::wait_until(Duration::from_secs(3), || fds() < with_pooled),
         "the closed pooled connection is still open after 3 s"
     );
     // The client connection is untouched and the next request connects afresh.
@@ -1345,15 +1340,8 @@ fn pooled_connections_closed_by_the_server_are_released() {
 fn upstream_reading_the_upload_slowly_is_not_cut() {
     use std::io::{Read, Write};
     let body = 300_000usize;
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let s = loopback_socket();
     s.set_recv_buffer_size(16 * 1024).unwrap();
-    s.bind(
-        &"127.0.0.1:0"
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
     s.listen(8).unwrap();
     let upstream = s.local_addr().unwrap().as_socket().unwrap();
     let listener: std::net::TcpListener = s.into();

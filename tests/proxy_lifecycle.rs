@@ -476,13 +476,7 @@ fn sigusr1_reopens_the_access_log_after_rotation() {
     let top = format!("[access_log]\nenabled = true\npath = \"{}\"", log.display());
     let mut gw = Gateway::start(&config(free_port(), b.addr, &top));
     let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
-    let wait_for = |what: &dyn Fn() -> bool| {
-        let until = Instant::now() + Duration::from_secs(5);
-        while !what() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        what()
-    };
+    let wait_for = |what: &dyn Fn() -> bool| common::wait_until(Duration::from_secs(5), what);
     assert_eq!(gw.conn().request(&get("/before")).status, 200);
     assert!(
         wait_for(&|| read(&log).contains("/before")),
@@ -601,10 +595,9 @@ fn upstream_sees_the_close_when_the_client_leaves() {
         let mut part = [0u8; 100];
         let _ = std::io::Read::read(&mut c.stream, &mut part);
     }
-    let deadline = Instant::now() + Duration::from_secs(4);
-    while closed.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_until(Duration::from_secs(4), || {
+        closed.load(Ordering::SeqCst) >= 2
+    });
     assert_eq!(closed.load(Ordering::SeqCst), 2, "upstream saw both closes");
 }
 
@@ -650,11 +643,9 @@ fn client_leaving_before_the_answer_releases_the_upstream() {
         }
         let left = Instant::now();
         drop(s);
-        while closed.load(Ordering::SeqCst) < i as u64 + 1
-            && left.elapsed() < Duration::from_secs(3)
-        {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        common::wait_until(Duration::from_secs(3), || {
+            closed.load(Ordering::SeqCst) > i as u64
+        });
         assert!(
             left.elapsed() < Duration::from_secs(1),
             "request {i}: upstream held {:?} after the client left",
@@ -707,9 +698,9 @@ fn client_leaving_mid_body_releases_the_upstream() {
             let left = Instant::now();
             drop(c);
             n += 1;
-            while closed.load(Ordering::SeqCst) < n && left.elapsed() < Duration::from_secs(3) {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            common::wait_until(Duration::from_secs(3), || {
+                closed.load(Ordering::SeqCst) >= n
+            });
             assert!(
                 left.elapsed() < Duration::from_secs(1),
                 "{relay} {path}: upstream held {:?} after the client left",

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{backend, config_with, free_port, get, Gateway};
+use common::{backend, config_with, free_port, get, wait_until, Gateway};
 use nix::sys::signal::Signal;
 
 /// Polls with fresh connections until `path` answers `status` (reload is asynchronous).
@@ -132,10 +132,9 @@ fn reload_applies_head_limits_to_the_next_request_of_kept_alive_connections() {
     )
     .unwrap();
     gw.signal(Signal::SIGHUP);
-    let t = Instant::now();
-    while !gw.log().contains("config reloaded") && t.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(Duration::from_secs(5), || {
+        gw.log().contains("config reloaded")
+    });
     assert_eq!(
         gw.conn().request(many.as_bytes()).status,
         431,
@@ -184,16 +183,14 @@ fn reload_closes_the_old_pools_idle_upstream_connections() {
 
     std::fs::write(gw.config_path(), cfg.replace("60s", "50s")).unwrap();
     gw.signal(Signal::SIGHUP);
-    let t = Instant::now();
-    while !gw.log().contains("config reloaded") && t.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(Duration::from_secs(5), || {
+        gw.log().contains("config reloaded")
+    });
     // With no request after the reload: the worker's sweep (every second) retires them.
     let pooled = up.accepted();
-    let t = Instant::now();
-    while closed.load(Ordering::SeqCst) < pooled && t.elapsed() < Duration::from_secs(3) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(Duration::from_secs(3), || {
+        closed.load(Ordering::SeqCst) >= pooled
+    });
     assert_eq!(
         closed.load(Ordering::SeqCst),
         pooled,

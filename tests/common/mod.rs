@@ -766,6 +766,16 @@ pub fn chunked(body: &[u8], piece: usize) -> Vec<u8> {
     out
 }
 
+/// Polls `cond` every 20 ms until it holds or `limit` has passed; its last answer. For what a
+/// gateway does in its own time (a sweep, a flushed log line, an upstream it lets go).
+pub fn wait_until(limit: Duration, cond: impl Fn() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    while !cond() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
 /// Writes `bytes` from a separate thread (so a big upload cannot deadlock against the reader).
 pub fn send_in_thread(stream: &TcpStream, bytes: Vec<u8>) -> std::thread::JoinHandle<()> {
     let mut s = stream.try_clone().expect("clone stream");
