@@ -33,6 +33,19 @@ for l in sys.stdin:
     if m.get("reason")=="compiler-artifact" and m["target"]["name"]==sys.argv[1] and m.get("executable"): print(m["executable"])' "$1" | tail -1
 }
 
+# gateway_toml GPORT BPORT TOP [LISTENER] [UPSTREAM] [ROUTE]: on stdout, a ringway config with
+# one listener on GPORT, one upstream "backend" on BPORT, one route "/" to it and the access log
+# off; TOP, LISTENER, UPSTREAM and ROUTE are lines added at the top level and in each table.
+gateway_toml() {
+    printf '%s\n' "$3"
+    printf '[access_log]\nenabled = false\n[[listeners]]\naddress = "127.0.0.1:%s"\n' "$1"
+    if [[ -n "${4:-}" ]]; then printf '%s\n' "$4"; fi
+    printf '[[upstreams]]\nname = "backend"\nservers = ["127.0.0.1:%s"]\n' "$2"
+    if [[ -n "${5:-}" ]]; then printf '%s\n' "$5"; fi
+    printf '[[routes]]\npath_prefix = "/"\nupstream = "backend"\n'
+    if [[ -n "${6:-}" ]]; then printf '%s\n' "$6"; fi
+}
+
 # start_soak DIR BPORT GPORT WORKERS BACKEND_THREADS [ROUTE_LINE...]: $RINGWAY's built-in
 # backend on BPORT and ringway (WORKERS workers, one route to the backend, plus ROUTE_LINEs
 # in that route) on GPORT, logs and config in DIR; waits up to 10 s for the gateway's port.
@@ -42,24 +55,8 @@ start_soak() {
     shift 5
     "$RINGWAY" backend --listen "127.0.0.1:$bport" --threads "$backend_threads" >"$dir/backend.log" 2>&1 &
     PIDS+=($!)
-    {
-        cat <<TOML
-workers = $workers
-host_check = "off"
-[access_log]
-enabled = false
-[[listeners]]
-address = "127.0.0.1:$gport"
-max_connections = 20000
-[[upstreams]]
-name = "backend"
-servers = ["127.0.0.1:$bport"]
-[[routes]]
-path_prefix = "/"
-upstream = "backend"
-TOML
-        if [[ $# -gt 0 ]]; then printf '%s\n' "$@"; fi
-    } >"$dir/ringway.toml"
+    gateway_toml "$gport" "$bport" "workers = $workers
+host_check = \"off\"" "max_connections = 20000" "" "$(printf '%s\n' "$@")" >"$dir/ringway.toml"
     "$RINGWAY" run -c "$dir/ringway.toml" >"$dir/gateway.log" 2>&1 &
     GW=$!
     PIDS+=("$GW")

@@ -21,21 +21,8 @@ PIDS+=($!)
 declare -A PORT PID
 for n in A B; do
     PORT[$n]=$(free_port)
-    cat >"$DIR/$n.toml" <<TOML
-workers = 1
-host_check = "off"
-[access_log]
-enabled = false
-[[listeners]]
-address = "127.0.0.1:${PORT[$n]}"
-[[upstreams]]
-name = "backend"
-servers = ["127.0.0.1:$BPORT"]
-[[routes]]
-path_prefix = "/"
-upstream = "backend"
-relay = "$RELAY"
-TOML
+    gateway_toml "${PORT[$n]}" "$BPORT" $'workers = 1\nhost_check = "off"' "" "" \
+        "relay = \"$RELAY\"" >"$DIR/$n.toml"
     bin=$A; [[ $n == B ]] && bin=$B
     "$bin" run -c "$DIR/$n.toml" >"$DIR/$n.log" 2>&1 &
     PID[$n]=$!

@@ -51,23 +51,10 @@ PIDS+=($!)
 wait_port "$BACKEND"
 
 start_ringway() { # mode port [driver]
-    cat >"$WORK/ringway-$1-${3:-auto}.toml" <<EOF
-workers = 1
-io_driver = "${3:-auto}"
-host_check = "warn"
-pipe_size = "$PIPE_SIZE"
-[access_log]
-enabled = false
-[[listeners]]
-address = "127.0.0.1:$2"
-[[upstreams]]
-name = "backend"
-servers = ["127.0.0.1:$BACKEND"]
-[[routes]]
-path_prefix = "/"
-upstream = "backend"
-relay = "$1"
-EOF
+    gateway_toml "$2" "$BACKEND" "workers = 1
+io_driver = \"${3:-auto}\"
+host_check = \"warn\"
+pipe_size = \"$PIPE_SIZE\"" "" "" "relay = \"$1\"" >"$WORK/ringway-$1-${3:-auto}.toml"
     "${PROXY_CPU[@]}" "$BIN" run -c "$WORK/ringway-$1-${3:-auto}.toml" >"$WORK/ringway-$1.log" 2>&1 &
     PIDS+=($!)
     wait_port "$2"

@@ -26,6 +26,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 PY=${PYTHON:-python3}
 H="$HERE/harness.py"
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
 RINGWAY=${RINGWAY:-$ROOT/target/release/ringway}
 DURATION=${DURATION:-5}
@@ -249,25 +251,12 @@ EOF
 }
 
 conf_ringway() {
-  cat > "$RUN/ringway.toml" <<EOF
-workers = 1
+  gateway_toml "$PORT_ringway" "$BACKEND_PORT" 'workers = 1
 host_check = "warn"      # this machine fails some host checks (nofile); do not refuse to start
-drain_timeout = "2s"     # stopping between phases should not wait the default 10 s
-[access_log]
-enabled = false
-[[listeners]]
-address = "127.0.0.1:$PORT_ringway"
-backlog = 4096
+drain_timeout = "2s"     # stopping between phases should not wait the default 10 s' 'backlog = 4096
 max_connections = 20000
-keepalive_timeout = "600s"   # as nginx/HAProxy here: idle test connections must stay open
-[[upstreams]]
-name = "backend"
-servers = ["127.0.0.1:$BACKEND_PORT"]
-max_idle = 256
-[[routes]]
-path_prefix = "/"
-upstream = "backend"
-EOF
+keepalive_timeout = "600s"   # as nginx/HAProxy here: idle test connections must stay open' \
+    'max_idle = 256' > "$RUN/ringway.toml"
   echo "$RINGWAY" run -c "$RUN/ringway.toml"
 }
 
