@@ -560,28 +560,24 @@ fn header_and_keepalive_timeouts(driver: &str) {
 /// (nothing half-used is kept open, let alone pooled).
 #[test]
 fn upstream_sees_the_close_when_the_client_leaves() {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
-    let closed = Arc::new(AtomicU64::new(0));
-    let seen = closed.clone();
-    let up = common::RawUpstream::start(move |mut c| {
-        let Some(head) = c.read_head() else { return };
+    // Each connection notes whether it saw the gateway let go.
+    let up = common::RawUpstream::start_counting(|mut c| {
+        let Some(head) = c.read_head() else {
+            return false;
+        };
         if head.starts_with("POST") {
             let _ = c.read_body(10);
-            if c.wait_closed(Duration::from_secs(3)) {
-                seen.fetch_add(1, Ordering::SeqCst);
-            }
-        } else {
-            c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n");
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline {
-                if std::io::Write::write_all(&mut c.stream, &[b'z'; 1000]).is_err() {
-                    seen.fetch_add(1, Ordering::SeqCst);
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            return c.wait_closed(Duration::from_secs(3));
         }
+        c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if std::io::Write::write_all(&mut c.stream, &[b'z'; 1000]).is_err() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
     });
     let gw = gateway_for(up.addr, "");
     {
@@ -595,10 +591,8 @@ fn upstream_sees_the_close_when_the_client_leaves() {
         let mut part = [0u8; 100];
         let _ = std::io::Read::read(&mut c.stream, &mut part);
     }
-    common::wait_until(Duration::from_secs(4), || {
-        closed.load(Ordering::SeqCst) >= 2
-    });
-    assert_eq!(closed.load(Ordering::SeqCst), 2, "upstream saw both closes");
+    common::wait_until(Duration::from_secs(4), || up.noted() >= 2);
+    assert_eq!(up.noted(), 2, "upstream saw both closes");
 }
 
 /// A client that leaves while the upstream has not answered yet (a slow query, an event
@@ -607,19 +601,15 @@ fn upstream_sees_the_close_when_the_client_leaves() {
 /// access log says 499, as nginx's does. With and without a request body, closed or reset.
 #[test]
 fn client_leaving_before_the_answer_releases_the_upstream() {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
-    let closed = Arc::new(AtomicU64::new(0));
-    let seen = closed.clone();
-    let up = common::RawUpstream::start(move |mut c| {
-        let Some(head) = c.read_head() else { return };
+    let up = common::RawUpstream::start_counting(|mut c| {
+        let Some(head) = c.read_head() else {
+            return false;
+        };
         if head.starts_with("POST") {
             let _ = c.read_body(5);
         }
         // Never answers; notes when the gateway lets go.
-        if c.wait_closed(Duration::from_secs(5)) {
-            seen.fetch_add(1, Ordering::SeqCst);
-        }
+        c.wait_closed(Duration::from_secs(5))
     });
     let dir = temp_dir("client-gone");
     let log = dir.join("access.log");
@@ -643,9 +633,7 @@ fn client_leaving_before_the_answer_releases_the_upstream() {
         }
         let left = Instant::now();
         drop(s);
-        common::wait_until(Duration::from_secs(3), || {
-            closed.load(Ordering::SeqCst) > i as u64
-        });
+        common::wait_until(Duration::from_secs(3), || up.noted() > i as u64);
         assert!(
             left.elapsed() < Duration::from_secs(1),
             "request {i}: upstream held {:?} after the client left",
@@ -668,12 +656,10 @@ fn client_leaving_before_the_answer_releases_the_upstream() {
 /// response timeout): copied bodies and spliced ones, as streamed ones already did.
 #[test]
 fn client_leaving_mid_body_releases_the_upstream() {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
-    let closed = Arc::new(AtomicU64::new(0));
-    let seen = closed.clone();
-    let up = common::RawUpstream::start(move |mut c| {
-        let Some(head) = c.read_head() else { return };
+    let up = common::RawUpstream::start_counting(|mut c| {
+        let Some(head) = c.read_head() else {
+            return false;
+        };
         let len = if head.contains("/big") {
             1_000_000
         } else {
@@ -681,9 +667,7 @@ fn client_leaving_mid_body_releases_the_upstream() {
         };
         c.write(format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\nhello").as_bytes());
         // Pauses mid-body; notes when the gateway lets go.
-        if c.wait_closed(Duration::from_secs(8)) {
-            seen.fetch_add(1, Ordering::SeqCst);
-        }
+        c.wait_closed(Duration::from_secs(8))
     });
     let mut n = 0;
     for relay in ["auto", "copy"] {
@@ -698,9 +682,7 @@ fn client_leaving_mid_body_releases_the_upstream() {
             let left = Instant::now();
             drop(c);
             n += 1;
-            common::wait_until(Duration::from_secs(3), || {
-                closed.load(Ordering::SeqCst) >= n
-            });
+            common::wait_until(Duration::from_secs(3), || up.noted() >= n);
             assert!(
                 left.elapsed() < Duration::from_secs(1),
                 "{relay} {path}: upstream held {:?} after the client left",

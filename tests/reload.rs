@@ -154,16 +154,13 @@ fn reload_applies_head_limits_to_the_next_request_of_kept_alive_connections() {
 /// the old ones would keep theirs for good).
 #[test]
 fn reload_closes_the_old_pools_idle_upstream_connections() {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
-    let closed = Arc::new(AtomicU64::new(0));
-    let seen = closed.clone();
-    let up = common::RawUpstream::start(move |mut c| {
+    // Each connection is noted when the gateway closes it.
+    let up = common::RawUpstream::start_counting(|mut c| {
         while c.read_head().is_some() {
             std::thread::sleep(Duration::from_millis(200));
             c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
         }
-        seen.fetch_add(1, Ordering::SeqCst);
+        true
     });
     let cfg = config_with(free_port(), up.addr, "", "idle_timeout = \"60s\"", "");
     let gw = Gateway::start(&cfg);
@@ -179,7 +176,7 @@ fn reload_closes_the_old_pools_idle_upstream_connections() {
     }
     assert!(up.accepted() >= 5);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(closed.load(Ordering::SeqCst), 0, "pooled, not closed");
+    assert_eq!(up.noted(), 0, "pooled, not closed");
 
     std::fs::write(gw.config_path(), cfg.replace("60s", "50s")).unwrap();
     gw.signal(Signal::SIGHUP);
@@ -188,14 +185,8 @@ fn reload_closes_the_old_pools_idle_upstream_connections() {
     });
     // With no request after the reload: the worker's sweep (every second) retires them.
     let pooled = up.accepted();
-    wait_until(Duration::from_secs(3), || {
-        closed.load(Ordering::SeqCst) >= pooled
-    });
-    assert_eq!(
-        closed.load(Ordering::SeqCst),
-        pooled,
-        "the old pool's are closed"
-    );
+    wait_until(Duration::from_secs(3), || up.noted() >= pooled);
+    assert_eq!(up.noted(), pooled, "the old pool's are closed");
     assert_eq!(gw.conn().request(&get("/")).status, 200);
     assert_eq!(kept.request(&get("/")).status, 200);
 }

@@ -545,6 +545,8 @@ pub struct RawUpstream {
     pub accepted: std::sync::Arc<AtomicU64>,
     /// Request heads read by [`RawUpstream::read_head`] across all connections.
     pub requests: std::sync::Arc<AtomicU64>,
+    /// Connections whose script returned true ([`RawUpstream::start_counting`]).
+    noted: std::sync::Arc<AtomicU64>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -660,6 +662,18 @@ impl RawUpstream {
     where
         F: Fn(RawConn) + Send + Sync + 'static,
     {
+        RawUpstream::start_counting(move |c| {
+            script(c);
+            false
+        })
+    }
+
+    /// Like [`RawUpstream::start`], counting the connections whose script returns true (for
+    /// instance, that it saw the gateway let go of it): [`RawUpstream::noted`].
+    pub fn start_counting<F>(script: F) -> RawUpstream
+    where
+        F: Fn(RawConn) -> bool + Send + Sync + 'static,
+    {
         use std::sync::atomic::AtomicBool;
         use std::sync::Arc;
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind raw upstream");
@@ -667,9 +681,15 @@ impl RawUpstream {
         let addr = listener.local_addr().expect("addr");
         let accepted = Arc::new(AtomicU64::new(0));
         let requests = Arc::new(AtomicU64::new(0));
+        let noted = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let script = Arc::new(script);
-        let (acc, req, st) = (accepted.clone(), requests.clone(), stop.clone());
+        let (acc, req, st, seen) = (
+            accepted.clone(),
+            requests.clone(),
+            stop.clone(),
+            noted.clone(),
+        );
         let thread = std::thread::spawn(move || {
             while !st.load(Ordering::SeqCst) {
                 match listener.accept() {
@@ -688,8 +708,12 @@ impl RawUpstream {
                             requests: req.clone(),
                             buf: Vec::new(),
                         };
-                        let script = script.clone();
-                        std::thread::spawn(move || script(conn));
+                        let (script, seen) = (script.clone(), seen.clone());
+                        std::thread::spawn(move || {
+                            if script(conn) {
+                                seen.fetch_add(1, Ordering::SeqCst);
+                            }
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -699,6 +723,7 @@ impl RawUpstream {
             addr,
             accepted,
             requests,
+            noted,
             stop,
             thread: Some(thread),
         }
@@ -710,6 +735,11 @@ impl RawUpstream {
 
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Connections whose script returned true, so far.
+    pub fn noted(&self) -> u64 {
+        self.noted.load(Ordering::SeqCst)
     }
 }
 
