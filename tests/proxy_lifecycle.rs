@@ -245,17 +245,23 @@ fn io_uring_driver_subset() {
     driver_subset("io_uring");
 }
 
-#[test]
-fn listener_connection_limit_answers_503_at_once() {
-    let b = backend();
+/// A gateway whose listener takes at most two connections, once the connection with which
+/// `Gateway::start` probed its port has gone.
+fn gateway_with_two_connections(backend: std::net::SocketAddr) -> Gateway {
     let port = free_port();
-    let cfg = config(port, b.addr, "").replace(
+    let cfg = config(port, backend, "").replace(
         &format!("address = \"127.0.0.1:{port}\"\n"),
         &format!("address = \"127.0.0.1:{port}\"\nmax_connections = 2\n"),
     );
     let gw = Gateway::start(&cfg);
-    // Gateway::start probed the port with a connection; let it go.
     std::thread::sleep(Duration::from_millis(200));
+    gw
+}
+
+#[test]
+fn listener_connection_limit_answers_503_at_once() {
+    let b = backend();
+    let gw = gateway_with_two_connections(b.addr);
     // Two requests in flight fill the limit (an idle connection would make room instead:
     // see the next test).
     let mut first = gw.conn();
@@ -323,13 +329,7 @@ fn listener_connection_limit_answers_503_at_once() {
 #[test]
 fn idle_connections_make_room_at_the_limit() {
     let b = backend();
-    let port = free_port();
-    let cfg = config(port, b.addr, "").replace(
-        &format!("address = \"127.0.0.1:{port}\"\n"),
-        &format!("address = \"127.0.0.1:{port}\"\nmax_connections = 2\n"),
-    );
-    let gw = Gateway::start(&cfg);
-    std::thread::sleep(Duration::from_millis(200));
+    let gw = gateway_with_two_connections(b.addr);
     let mut first = gw.conn();
     assert_eq!(first.request(&get("/size/1")).status, 200);
     std::thread::sleep(Duration::from_millis(150));
